@@ -1,0 +1,48 @@
+# The two commands of the README: `make run` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= $(or $(DASHBOARD_HOST),127.0.0.1)
+PORT ?= $(or $(DASHBOARD_PORT),8000)
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test lint typecheck unit soak bench browser-deps node-deps clean
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(PY) -m dashboard serve --host $(HOST) --port $(PORT)
+
+# Debian's Chromium for the browser tests (never `playwright install`: it downloads).
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; \
+	fi
+
+# tus-js-client under Node for the real-client conformance test.
+node-deps:
+	@if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then \
+		cd tests/js && npm install --silent --no-audit --no-fund; \
+	fi
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy dashboard api modal_app.py
+
+test: $(VENV)/.dev browser-deps node-deps lint
+	$(PY) -m pytest
+
+soak: $(VENV)/.dev
+	$(PY) -m pytest tests/soak -m slow -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,93 @@
+"""One error shape everywhere: application/problem+json, mapped in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dashboard.errors import DashboardError
+
+logger = logging.getLogger("dashboard.api")
+
+PROBLEM_TYPE_BASE = "https://dataset-dashboard.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + (slug or str(status)),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    all_headers = dict(headers or {})
+    return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _is_tus(request: Request) -> bool:
+    return "/files" in request.url.path
+
+
+async def dashboard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DashboardError)
+    headers = dict(exc.headers)
+    if _is_tus(request):
+        headers.update(TUS_HEADERS)
+    return problem(
+        exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors, headers=headers
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query")),
+            "message": str(err.get("msg", "invalid")),
+        }
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return problem(422, "Invalid input", detail, slug="invalid-input", errors=errors)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed"}
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "There is nothing at this address."
+    return problem(
+        exc.status_code,
+        titles.get(exc.status_code, "Error"),
+        detail,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "The server hit an unexpected error; it was logged.")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DashboardError, dashboard_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,250 @@
+"""The event hub: one ``seq`` for the whole process, encode once, fan out without waiting.
+
+``publish`` is synchronous and never awaits a client: it encodes the envelope once,
+appends it to the session's bounded history and to each subscriber's pending list, and
+wakes the subscriber. Each subscriber drains everything pending in one batch at its
+own pace (one WebSocket frame, one SSE write). A subscriber whose backlog passes
+``max_backlog`` is marked overflowed and cut off by its transport; it resumes from its
+last seq. The backlog bound is independent of the retained history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from heapq import merge
+from typing import Any
+
+DEFAULT_MAX_BACKLOG = 20_000  # events a subscriber may fall behind before it is cut off
+TERMINAL_STATES = frozenset({"succeeded", "failed"})
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Event:
+    """One envelope, encoded once; its SSE framings are built lazily, once each."""
+
+    __slots__ = ("seq", "session_id", "type", "encoded", "terminal", "_sse_named", "_sse_plain")
+
+    def __init__(self, seq: int, session_id: str, type_: str, encoded: str, terminal: bool):
+        self.seq = seq
+        self.session_id = session_id
+        self.type = type_
+        self.encoded = encoded
+        self.terminal = terminal
+        self._sse_named: bytes | None = None
+        self._sse_plain: bytes | None = None
+
+    def sse_named(self) -> bytes:
+        if self._sse_named is None:
+            self._sse_named = (
+                f"id: {self.seq}\nevent: {self.type}\ndata: {self.encoded}\n\n".encode()
+            )
+        return self._sse_named
+
+    def sse_plain(self) -> bytes:
+        if self._sse_plain is None:
+            self._sse_plain = f"id: {self.seq}\ndata: {self.encoded}\n\n".encode()
+        return self._sse_plain
+
+
+@dataclass(frozen=True)
+class Reset:
+    """The subscriber's position fell out of the retained history; replay starts at first_seq."""
+
+    first_seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "reset", "first_seq": self.first_seq}
+
+
+Item = Event | Reset
+
+
+@dataclass
+class _SessionFeed:
+    history: deque[Event]
+    client_id: str | None = None
+    evicted_upto: int = 0  # highest seq dropped from history
+    terminal: bool = False
+    subscribers: set[Subscription] = field(default_factory=set)
+
+
+class Subscription:
+    """One viewer's position in the hub. Drain it with ``next_batch``; always ``close`` it."""
+
+    def __init__(self, hub: EventHub, max_backlog: int) -> None:
+        self._hub = hub
+        self._max_backlog = max_backlog
+        self._pending: list[Item] = []
+        self._wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self.last_seq = 0
+
+    def _push(self, event: Event) -> None:
+        if self.overflowed:
+            return
+        if len(self._pending) >= self._max_backlog:
+            self.overflowed = True
+            self._pending.clear()
+        else:
+            self._pending.append(event)
+        self._wake.set()
+
+    def _preload(self, items: Iterable[Item]) -> None:
+        self._pending.extend(items)
+        if self._pending:
+            self._wake.set()
+
+    async def next_batch(self, timeout: float | None = None) -> list[Item]:
+        """Everything pending, waiting for at least one item (``[]`` on timeout or overflow)."""
+        if not self._pending and not self.overflowed and not self.closed:
+            self._wake.clear()
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    return []
+        batch, self._pending = self._pending, []
+        for item in reversed(batch):
+            if isinstance(item, Event):
+                self.last_seq = item.seq
+                break
+        return batch
+
+    def interrupt(self) -> None:
+        """Wake a waiting ``next_batch`` for good (the viewer went away)."""
+        self.closed = True
+        self._wake.set()
+
+    def close(self) -> None:
+        if self in self._hub._subscription_keys:
+            self._hub._unsubscribe(self)
+        self.closed = True
+
+
+class EventHub:
+    """In-memory fan-out of session events with bounded per-session history."""
+
+    def __init__(self, history: int, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
+        self._history = history
+        self._max_backlog = max_backlog
+        self._seq = 0
+        self._feeds: dict[str, _SessionFeed] = {}
+        self._client_sessions: dict[str, list[str]] = {}
+        self._client_subscribers: dict[str, set[Subscription]] = {}
+        self._subscription_keys: dict[Subscription, tuple[str, str]] = {}
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscription_keys)
+
+    def _feed(self, session_id: str) -> _SessionFeed:
+        feed = self._feeds.get(session_id)
+        if feed is None:
+            feed = _SessionFeed(history=deque())
+            self._feeds[session_id] = feed
+        return feed
+
+    def knows(self, session_id: str) -> bool:
+        return session_id in self._feeds
+
+    def register_session(self, session_id: str, client_id: str | None = None) -> None:
+        feed = self._feed(session_id)
+        if client_id and feed.client_id is None:
+            feed.client_id = client_id
+            self._client_sessions.setdefault(client_id, []).append(session_id)
+
+    def is_terminal(self, session_id: str) -> bool:
+        feed = self._feeds.get(session_id)
+        return feed is not None and feed.terminal
+
+    def publish(self, session_id: str, type_: str, data: dict[str, Any]) -> Event:
+        """Record one event and hand it to every interested subscriber. Never awaits."""
+        self._seq += 1
+        seq = self._seq
+        envelope = {
+            "seq": seq,
+            "session_id": session_id,
+            "type": type_,
+            "ts": utc_now_iso(),
+            "data": data,
+        }
+        terminal = type_ == "status" and data.get("state") in TERMINAL_STATES
+        event = Event(seq, session_id, type_, json.dumps(envelope, separators=(",", ":")), terminal)
+        feed = self._feed(session_id)
+        if terminal:
+            feed.terminal = True
+        elif type_ == "status":
+            feed.terminal = False
+        feed.history.append(event)
+        if len(feed.history) > self._history:
+            feed.evicted_upto = feed.history.popleft().seq
+        for sub in feed.subscribers:
+            sub._push(event)
+        if feed.client_id is not None:
+            for sub in self._client_subscribers.get(feed.client_id, ()):
+                sub._push(event)
+        return event
+
+    def _replay(self, feeds: list[_SessionFeed], since: int | None) -> Iterator[Item]:
+        after = since or 0
+        evicted = max((f.evicted_upto for f in feeds), default=0)
+        if since is not None and after < evicted:
+            first = min((f.history[0].seq for f in feeds if f.history), default=self._seq + 1)
+            yield Reset(first)
+        histories = [f.history for f in feeds]
+        source: Iterable[Event] = histories[0] if len(histories) == 1 else merge(
+            *histories, key=lambda e: e.seq
+        )
+        for event in source:
+            if event.seq > after:
+                yield event
+
+    def subscribe_session(self, session_id: str, since: int | None = None) -> Subscription:
+        """Follow one session: its retained events after ``since``, then live ones."""
+        feed = self._feed(session_id)
+        sub = Subscription(self, self._max_backlog)
+        sub._preload(self._replay([feed], since))
+        feed.subscribers.add(sub)
+        self._subscription_keys[sub] = ("session", session_id)
+        return sub
+
+    def subscribe_client(self, client_id: str, since: int | None = None) -> Subscription:
+        """Follow every session started by one browser, including ones started later."""
+        feeds = [self._feeds[s] for s in self._client_sessions.get(client_id, [])]
+        sub = Subscription(self, self._max_backlog)
+        if feeds:
+            sub._preload(self._replay(feeds, since))
+        self._client_subscribers.setdefault(client_id, set()).add(sub)
+        self._subscription_keys[sub] = ("client", client_id)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        key = self._subscription_keys.pop(sub, None)
+        if key is None:
+            return
+        kind, name = key
+        if kind == "session":
+            feed = self._feeds.get(name)
+            if feed is not None:
+                feed.subscribers.discard(sub)
+        else:
+            subs = self._client_subscribers.get(name)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._client_subscribers[name]

@@ -1,0 +1,284 @@
+"""The domain facade the web layer talks to: sessions, uploads, runs and the hub together.
+
+One ``Workspace`` per app, created in the app's lifespan (never a module global).
+Routes make one call here each; every refusal is a typed ``DashboardError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from dashboard.config import Settings
+from dashboard.context import validate_context
+from dashboard.errors import Conflict, InvalidInput, Unauthorized
+from dashboard.hub import EventHub
+from dashboard.runner import AgentFailure, AgentJob, AgentLauncher, LocalProcessLauncher
+from dashboard.sessions import TERMINAL, RunRecord, SessionRecord, SessionStore, check_session_id
+from dashboard.uploads import FileWriter, UploadManager, UploadRecord
+from dashboard.volumes import LocalVolumeStore, VolumeStore
+
+logger = logging.getLogger("dashboard")
+
+SWEEP_INTERVAL_S = 60.0
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trace": "debug"}
+MAX_LOG_MESSAGE_CHARS = 16_384
+RESTART_ERROR = "The run was interrupted by a server restart."
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Workspace:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        volumes: VolumeStore | None = None,
+        launcher: AgentLauncher | None = None,
+        writer: FileWriter | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.hub = EventHub(settings.history)
+        self.sessions = SessionStore(settings.sessions_dir)
+        self.volumes: VolumeStore = volumes or LocalVolumeStore(settings.volumes_dir)
+        self.launcher: AgentLauncher = launcher or LocalProcessLauncher(
+            settings.volumes_dir, settings.data_dir / "runs"
+        )
+        self.uploads = UploadManager(
+            settings.staging_dir,
+            self.volumes,
+            expiry_s=settings.upload_expiry,
+            max_size=settings.max_upload_size,
+            on_progress=self._publish_upload,
+            writer=writer,
+        )
+        self._tokens: dict[str, str] = {}
+        self._run_tasks: dict[str, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def startup(self) -> None:
+        for record in self.sessions.all():
+            self._tokens[_token_key(record.log_token)] = record.session_id
+            if record.state in ("queued", "running"):
+                record.state = "failed"
+                record.run = RunRecord("failed", RESTART_ERROR, finished=time.time())
+                self.sessions.save(record)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        tasks = list(self._run_tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                self.uploads.sweep_expired()
+            except OSError:
+                logger.exception("sweeping expired uploads failed")
+
+    async def wait_idle(self) -> None:
+        """Wait for every run in progress (tests, benchmarks)."""
+        while self._run_tasks:
+            await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
+
+    # -- sessions ------------------------------------------------------------------
+    async def create_session(
+        self, raw_context: Any, client_id: str | None, *, parse_json_text: bool = False
+    ) -> SessionRecord:
+        context = validate_context(raw_context, parse_json_text=parse_json_text)
+        record = self.sessions.create(context, client_id)
+        self._tokens[_token_key(record.log_token)] = record.session_id
+        await self.volumes.create(record.session_id, context.to_json())
+        self.hub.register_session(record.session_id, client_id)
+        self._publish_status(record)
+        return record
+
+    def session(self, session_id: str) -> SessionRecord:
+        """The session or NotFound; also makes sure its feed exists (after a restart)."""
+        record = self.sessions.get(check_session_id(session_id))
+        if not self.hub.knows(record.session_id):
+            self.hub.register_session(record.session_id, record.client_id)
+            self._publish_status(record)
+        return record
+
+    async def session_view(self, session_id: str) -> dict[str, Any]:
+        record = self.session(session_id)
+        return {
+            "session_id": record.session_id,
+            "volume_name": record.volume_name,
+            "state": record.state,
+            "files": [u.public() for u in self.uploads.records(session_id)],
+            "run": record.run.public() if record.run else None,
+            "artifacts": await self.volumes.artifacts(session_id),
+            "summary": record.summary,
+        }
+
+    def _set_state(self, record: SessionRecord, state: str, error: str | None = None) -> None:
+        record.state = state
+        self.sessions.save(record)
+        self._publish_status(record, error)
+
+    def _publish_status(self, record: SessionRecord, error: str | None = None) -> None:
+        data: dict[str, Any] = {"state": record.state}
+        error = error or (record.run.error if record.run and record.state == "failed" else None)
+        if error:
+            data["error"] = error
+        self.hub.publish(record.session_id, "status", data)
+
+    # -- uploads -------------------------------------------------------------------
+    def _check_accepting(self, record: SessionRecord) -> None:
+        if record.state not in ("created", "uploading"):
+            raise Conflict("This session's run has started; it takes no more files.")
+
+    def create_upload(
+        self, session_id: str, length: int, metadata_header: str, metadata: dict[str, str]
+    ) -> UploadRecord:
+        record = self.session(session_id)
+        self._check_accepting(record)
+        upload = self.uploads.create(session_id, length, metadata_header, metadata)
+        if record.state == "created":
+            self._set_state(record, "uploading")
+        self._publish_upload(upload)
+        return upload
+
+    async def append(
+        self,
+        session_id: str,
+        upload_id: str,
+        offset: int,
+        body: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        checksum: tuple[str, bytes] | None,
+    ) -> UploadRecord:
+        self.session(session_id)
+        upload = self.uploads.get(session_id, upload_id)
+        return await self.uploads.append(
+            upload, offset, body, content_length=content_length, checksum=checksum
+        )
+
+    def _publish_upload(self, upload: UploadRecord) -> None:
+        self.hub.publish(upload.session_id, "upload", upload.public())
+
+    async def add_legacy_files(
+        self, record: SessionRecord, staged: list[tuple[str, Path, int]]
+    ) -> None:
+        """Publish files that arrived whole through the legacy form."""
+        if staged and record.state == "created":
+            self._set_state(record, "uploading")
+        for relative, path, size in staged:
+            self.uploads.check_new_path(record.session_id, relative)
+            await self.volumes.publish(record.session_id, relative, path)
+            upload = self.uploads.add_complete(record.session_id, relative, size)
+            self._publish_upload(upload)
+
+    # -- runs ----------------------------------------------------------------------
+    def start_run(self, session_id: str, public_url: str) -> SessionRecord:
+        record = self.session(session_id)
+        if record.run is not None or session_id in self._run_tasks:
+            raise Conflict("This session already has a run.")
+        unfinished = self.uploads.unfinished(session_id)
+        if unfinished:
+            names = ", ".join(u.relative_path for u in unfinished[:3])
+            raise Conflict(f"{len(unfinished)} upload(s) are not finished yet: {names}.")
+        if not any(u.done for u in self.uploads.records(session_id)):
+            raise Conflict("Upload at least one file before starting the run.")
+        record.run = RunRecord("queued")
+        self._set_state(record, "queued")
+        job = AgentJob(
+            session_id=session_id,
+            volume_name=record.volume_name,
+            experiment_context=record.experiment_context.value,
+            log_url=f"{public_url.rstrip('/')}/log",
+            log_token=record.log_token,
+            agent=self.settings.agent,
+            timeout=self.settings.run_timeout,
+        )
+        task = asyncio.create_task(self._run(record, job))
+        self._run_tasks[session_id] = task
+        task.add_done_callback(lambda _t: self._run_tasks.pop(session_id, None))
+        return record
+
+    async def _run(self, record: SessionRecord, job: AgentJob) -> None:
+        assert record.run is not None
+        record.run.state = "running"
+        record.run.started = time.time()
+        self._set_state(record, "running")
+        try:
+            result = await self.launcher.run(job)
+        except AgentFailure as exc:
+            self._finish(record, "failed", str(exc))
+            return
+        except asyncio.CancelledError:
+            self._finish(record, "failed", "The run was stopped because the server shut down.")
+            raise
+        except Exception as exc:  # a launcher bug or a cloud error: still a readable failure
+            logger.exception("agent launcher failed")
+            self._finish(record, "failed", f"The run could not complete: {type(exc).__name__}: {exc}")
+            return
+        artifacts = result.get("artifacts")
+        if not isinstance(artifacts, list):
+            artifacts = await self.volumes.artifacts(record.session_id)
+        summary = result.get("summary") if isinstance(result.get("summary"), dict) else {}
+        record.summary = summary
+        self.hub.publish(
+            record.session_id, "result", {"artifacts": artifacts, "summary": summary}
+        )
+        self._finish(record, "succeeded", None)
+
+    def _finish(self, record: SessionRecord, state: str, error: str | None) -> None:
+        assert record.run is not None
+        record.run.state = state
+        record.run.error = error
+        record.run.finished = time.time()
+        self._set_state(record, state, error)
+
+    # -- agent logs ----------------------------------------------------------------
+    def session_for_token(self, token: str | None) -> SessionRecord:
+        if not token:
+            raise Unauthorized("POST /log needs 'Authorization: Bearer <session log token>'.")
+        session_id = self._tokens.get(_token_key(token))
+        if session_id is None:
+            raise Unauthorized("The log token is not valid.")
+        record = self.sessions.get(session_id)
+        if not hmac.compare_digest(record.log_token.encode(), token.encode()):
+            raise Unauthorized("The log token is not valid.")
+        return record
+
+    def accept_logs(self, token: str | None, records: list[dict[str, Any]]) -> int:
+        """Publish log records for the session the token belongs to; returns how many."""
+        session = self.session_for_token(token)
+        clean: list[tuple[str, str]] = []
+        for index, item in enumerate(records):
+            message = item.get("message")
+            if not isinstance(message, str):
+                raise InvalidInput.field(f"records[{index}].message", "must be a string.")
+            level = str(item.get("level") or "info").lower()
+            level = LEVEL_ALIASES.get(level, level)
+            if level not in LOG_LEVELS:
+                level = "info"
+            clean.append((level, message[:MAX_LOG_MESSAGE_CHARS]))
+        if session.state in TERMINAL:
+            raise Conflict("This session's run has ended; it takes no more log lines.")
+        for level, message in clean:
+            self.hub.publish(session.session_id, "log", {"level": level, "message": message})
+        return len(clean)

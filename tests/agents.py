@@ -1,0 +1,50 @@
+"""Agents that misbehave on purpose, for the run-failure tests (DASHBOARD_AGENT=...)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def raises(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    log.info("about to fail")
+    raise ValueError("the dataset has no header row")
+
+
+def exits(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    log.info("exiting hard")
+    log.flush()
+    os._exit(3)
+
+
+def hangs(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    log.info("hanging")
+    log.flush()
+    time.sleep(3600)
+    return {}
+
+
+def chatty(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    """Logs N numbered lines (N from the context's 'lines' field, default 200)."""
+    count = 200
+    if isinstance(experiment_context, dict):
+        count = int(experiment_context.get("lines", count))
+    for i in range(count):
+        log.info(f"line {i}")
+    files = sorted(p.name for p in (Path(volume_path) / "data").rglob("*") if p.is_file())
+    return {"artifacts": [], "summary": {"files": files}}
+
+
+def uses_mapping(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    """An agent that posts by itself, using log['url'] and log['token']."""
+    import httpx
+
+    httpx.post(
+        log["url"],
+        json={"message": "posted by hand", "level": "warning"},
+        headers={"Authorization": f"Bearer {log['token']}"},
+        timeout=10,
+    ).raise_for_status()
+    return {"summary": {"ok": True}}

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import LiveServer
+
+AGENTS = "tests.agents"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A fresh dashboard process with the built-in agent."""
+    live = LiveServer(tmp_path / "data").start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    """Start servers with extra environment (e.g. another agent or a short timeout)."""
+    started: list[LiveServer] = []
+
+    def make(name: str = "data", **env: str) -> LiveServer:
+        live = LiveServer(tmp_path / name, env).start()
+        started.append(live)
+        return live
+
+    yield make
+    for live in started:
+        live.stop()
