@@ -130,7 +130,9 @@ class LegacyFormReader:
                 self._current.size += written
         elif self._field_name is not None:
             if len(self._field_buf) + end - start > MAX_FIELD_BYTES:
-                raise TooLarge(f"The form field {self._field_name!r} is over {MAX_FIELD_BYTES} bytes.")
+                raise TooLarge(
+                    f"The form field {self._field_name!r} is over {MAX_FIELD_BYTES} bytes."
+                )
             self._field_buf += data[start:end]
 
     def _part_end(self) -> None:
@@ -142,7 +144,9 @@ class LegacyFormReader:
             try:
                 text = self._field_buf.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise MalformedRequest(f"The form field {self._field_name!r} is not UTF-8.") from exc
+                raise MalformedRequest(
+                    f"The form field {self._field_name!r} is not UTF-8."
+                ) from exc
             self.form.fields.setdefault(self._field_name, text)
 
     def feed(self, chunk: bytes) -> None:

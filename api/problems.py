@@ -37,7 +37,9 @@ def problem(
     if errors:
         body["errors"] = errors
     all_headers = dict(headers or {})
-    return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_MEDIA_TYPE)
+    return JSONResponse(
+        body, status_code=status, headers=all_headers, media_type=PROBLEM_MEDIA_TYPE
+    )
 
 
 def _is_tus(request: Request) -> bool:

@@ -30,7 +30,7 @@ def utc_now_iso() -> str:
 class Event:
     """One envelope, encoded once; its SSE framings are built lazily, once each."""
 
-    __slots__ = ("seq", "session_id", "type", "encoded", "terminal", "_sse_named", "_sse_plain")
+    __slots__ = ("_sse_named", "_sse_plain", "encoded", "seq", "session_id", "terminal", "type")
 
     def __init__(self, seq: int, session_id: str, type_: str, encoded: str, terminal: bool):
         self.seq = seq
@@ -207,8 +207,8 @@ class EventHub:
             first = min((f.history[0].seq for f in feeds if f.history), default=self._seq + 1)
             yield Reset(first)
         histories = [f.history for f in feeds]
-        source: Iterable[Event] = histories[0] if len(histories) == 1 else merge(
-            *histories, key=lambda e: e.seq
+        source: Iterable[Event] = (
+            histories[0] if len(histories) == 1 else merge(*histories, key=lambda e: e.seq)
         )
         for event in source:
             if event.seq > after:

@@ -40,9 +40,7 @@ def clean_relative_path(raw: str, field: str = "relativePath") -> str:
     segments = text.split("/")
     for segment in segments:
         if segment in ("", ".", ".."):
-            raise InvalidInput.field(
-                field, "the file path has an empty, '.' or '..' segment."
-            )
+            raise InvalidInput.field(field, "the file path has an empty, '.' or '..' segment.")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise InvalidInput.field(
                 field, f"a file path segment is longer than {MAX_SEGMENT_BYTES} bytes."

@@ -49,7 +49,9 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     for pair in header.split(","):
         parts = pair.strip().split(" ")
         if not parts[0] or len(parts) > 2 or not _KEY.match(parts[0]):
-            raise MalformedRequest("Upload-Metadata must be comma-separated 'key base64value' pairs.")
+            raise MalformedRequest(
+                "Upload-Metadata must be comma-separated 'key base64value' pairs."
+            )
         key = parts[0]
         if key in out:
             raise MalformedRequest(f"Upload-Metadata repeats the key {key!r}.")

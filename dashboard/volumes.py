@@ -89,6 +89,4 @@ class LocalVolumeStore:
         if not results.is_dir():
             return []
         volume = self.path(session_id)
-        return sorted(
-            p.relative_to(volume).as_posix() for p in results.rglob("*") if p.is_file()
-        )
+        return sorted(p.relative_to(volume).as_posix() for p in results.rglob("*") if p.is_file())

@@ -233,16 +233,16 @@ class Workspace:
             raise
         except Exception as exc:  # a launcher bug or a cloud error: still a readable failure
             logger.exception("agent launcher failed")
-            self._finish(record, "failed", f"The run could not complete: {type(exc).__name__}: {exc}")
+            self._finish(
+                record, "failed", f"The run could not complete: {type(exc).__name__}: {exc}"
+            )
             return
         artifacts = result.get("artifacts")
         if not isinstance(artifacts, list):
             artifacts = await self.volumes.artifacts(record.session_id)
         summary = result.get("summary") if isinstance(result.get("summary"), dict) else {}
         record.summary = summary
-        self.hub.publish(
-            record.session_id, "result", {"artifacts": artifacts, "summary": summary}
-        )
+        self.hub.publish(record.session_id, "result", {"artifacts": artifacts, "summary": summary})
         self._finish(record, "succeeded", None)
 
     def _finish(self, record: SessionRecord, state: str, error: str | None) -> None:

@@ -59,9 +59,7 @@ async def legacy_upload(
         record = await workspace.create_session(
             form.fields.get("experiment_context"), client_id(request), parse_json_text=True
         )
-        await workspace.add_legacy_files(
-            record, [(f.relative, f.path, f.size) for f in form.files]
-        )
+        await workspace.add_legacy_files(record, [(f.relative, f.path, f.size) for f in form.files])
         workspace.start_run(record.session_id, public_url)
     finally:
         reader.close()

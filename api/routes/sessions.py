@@ -34,9 +34,7 @@ def created_body(request: Request, record: SessionRecord) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "", status_code=201, response_model=SessionCreated, openapi_extra=CONTEXT_BODY
-)
+@router.post("", status_code=201, response_model=SessionCreated, openapi_extra=CONTEXT_BODY)
 async def create_session(request: Request, workspace: WorkspaceDep) -> JSONResponse:
     body = await read_json_body(request)
     if not isinstance(body, dict) or "experiment_context" not in body:

@@ -39,7 +39,9 @@ def stream_position(conn: HTTPConnection) -> int | None:
     return int(raw)
 
 
-def _subscribe_legacy(workspace: Workspace, conn: HTTPConnection, since: int | None) -> Subscription:
+def _subscribe_legacy(
+    workspace: Workspace, conn: HTTPConnection, since: int | None
+) -> Subscription:
     session_id = conn.query_params.get("session_id")
     if session_id:
         workspace.session(session_id)
@@ -85,7 +87,9 @@ def _sse_response(body: AsyncIterator[bytes]) -> EventSourceResponse:
 
 
 @router.get("/api/sessions/{session_id}/events")
-async def session_events(session_id: str, request: Request, workspace: WorkspaceDep) -> EventSourceResponse:
+async def session_events(
+    session_id: str, request: Request, workspace: WorkspaceDep
+) -> EventSourceResponse:
     since = stream_position(request)
     workspace.session(session_id)
     sub = workspace.hub.subscribe_session(session_id, since)
@@ -99,7 +103,9 @@ async def legacy_stream(request: Request, workspace: WorkspaceDep) -> EventSourc
     return _sse_response(_sse_events(sub, workspace.hub, None, named=False))
 
 
-async def _pump_ws(websocket: WebSocket, sub: Subscription, hub: EventHub, session_id: str | None) -> None:
+async def _pump_ws(
+    websocket: WebSocket, sub: Subscription, hub: EventHub, session_id: str | None
+) -> None:
     """Send batches until the session ends, the client leaves, or it falls too far behind."""
 
     async def watch_disconnect() -> None:

@@ -1,0 +1,87 @@
+import asyncio
+import json
+
+import pytest
+
+from dashboard.hub import Event, EventHub, Reset
+
+pytestmark = pytest.mark.anyio
+
+
+def seqs(batch):
+    return [i.seq for i in batch if isinstance(i, Event)]
+
+
+async def test_one_seq_for_the_whole_hub_and_encoded_once() -> None:
+    hub = EventHub(history=10)
+    a = hub.publish("a" * 32, "log", {"level": "info", "message": "x"})
+    b = hub.publish("b" * 32, "log", {"level": "info", "message": "y"})
+    assert (a.seq, b.seq) == (1, 2)
+    env = json.loads(a.encoded)
+    assert set(env) == {"seq", "session_id", "type", "ts", "data"} and env["ts"].endswith("Z")
+
+
+async def test_replay_after_since_then_live_and_coalesced() -> None:
+    hub = EventHub(history=100)
+    sid = "a" * 32
+    for i in range(5):
+        hub.publish(sid, "log", {"message": str(i)})
+    sub = hub.subscribe_session(sid, since=2)
+    assert seqs(await sub.next_batch()) == [3, 4, 5]
+    for i in range(3):
+        hub.publish(sid, "log", {"message": str(i)})
+    assert seqs(await sub.next_batch()) == [6, 7, 8]  # pending events come together
+    sub.close()
+    assert hub.subscriber_count == 0
+
+
+async def test_reset_when_position_fell_out_of_history() -> None:
+    hub = EventHub(history=3)
+    sid = "a" * 32
+    for i in range(10):
+        hub.publish(sid, "log", {"message": str(i)})
+    batch = await hub.subscribe_session(sid, since=2).next_batch()
+    assert isinstance(batch[0], Reset) and batch[0].first_seq == 8
+    assert seqs(batch) == [8, 9, 10]
+    ok = await hub.subscribe_session(sid, since=7).next_batch()
+    assert not isinstance(ok[0], Reset)
+
+
+async def test_sessions_are_isolated_and_clients_see_their_own() -> None:
+    hub = EventHub(history=10)
+    a, b = "a" * 32, "b" * 32
+    hub.register_session(a, "client1")
+    hub.register_session(b, "client2")
+    sub_a = hub.subscribe_session(a)
+    mine = hub.subscribe_client("client1")
+    hub.publish(a, "log", {"message": "a"})
+    hub.publish(b, "log", {"message": "b"})
+    c = "c" * 32
+    hub.register_session(c, "client1")  # a later session of the same browser
+    hub.publish(c, "log", {"message": "c"})
+    assert [i.session_id for i in await sub_a.next_batch()] == [a]
+    assert [i.session_id for i in await mine.next_batch()] == [a, c]
+
+
+async def test_slow_subscriber_overflows_without_blocking_publisher() -> None:
+    hub = EventHub(history=10, max_backlog=50)
+    sid = "a" * 32
+    slow = hub.subscribe_session(sid)
+    fast = hub.subscribe_session(sid)
+    for i in range(200):
+        hub.publish(sid, "log", {"message": str(i)})
+        if i % 10 == 0:
+            await fast.next_batch()
+    assert slow.overflowed
+    assert await slow.next_batch() == []
+    assert not fast.overflowed
+
+
+async def test_next_batch_waits_and_interrupt_wakes() -> None:
+    hub = EventHub(history=10)
+    sub = hub.subscribe_session("a" * 32)
+    assert await sub.next_batch(timeout=0.01) == []
+    task = asyncio.create_task(sub.next_batch())
+    await asyncio.sleep(0)
+    sub.interrupt()
+    assert await asyncio.wait_for(task, 1) == []
