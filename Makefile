@@ -31,7 +31,7 @@ browser-deps:
 # tus-js-client under Node for the real-client conformance test.
 node-deps:
 	@if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then \
-		cd tests/js && npm install --silent --no-audit --no-fund; \
+		cd tests/js && npm ci --silent --no-audit --no-fund; \
 	fi
 
 lint: $(VENV)/.dev
