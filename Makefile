@@ -36,7 +36,7 @@ node-deps:
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy dashboard api modal_app.py
+	$(VENV)/bin/mypy dashboard api dashboard_modal modal_app.py
 
 test: $(VENV)/.dev browser-deps node-deps lint
 	$(PY) -m pytest

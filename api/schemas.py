@@ -26,6 +26,7 @@ class FilePublic(BaseModel):
     length: int
     offset: int
     done: bool
+    url: str | None = None
 
 
 class RunPublic(BaseModel):

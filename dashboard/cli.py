@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from dashboard.config import Settings, SettingsError
+from dashboard.config import DEFAULT_CHUNK_SIZE, Settings, SettingsError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,7 +29,10 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["DASHBOARD_HOST"] = settings.host
     os.environ["DASHBOARD_PORT"] = str(settings.port)
     os.environ["DASHBOARD_DATA_DIR"] = str(settings.data_dir)
-    print(f"Dashboard on http://{settings.host}:{settings.port}/ (data in {settings.data_dir})", flush=True)  # noqa: T201
+    print(  # noqa: T201
+        f"Dashboard on http://{settings.host}:{settings.port}/ (data in {settings.data_dir})",
+        flush=True,
+    )
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -41,7 +44,63 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+UPLOAD_EPILOG = """\
+exit codes: 0 the run succeeded, 1 it failed (the error is printed), 2 bad usage or
+invalid input (nothing is uploaded), 3 the server cannot be reached, 130 interrupted.
+
+resume: an interrupted upload (Ctrl-C, lost network, killed process) continues from the
+server's offsets when the same command is re-run. The session and upload addresses are
+kept in {state}
+(override with $DASHBOARD_CLIENT_STATE; $XDG_CACHE_HOME is honoured), keyed by the server
+URL, the files' absolute paths, sizes and mtimes, and the context. The entry is kept after
+the run starts, so a re-run whose follow was interrupted just follows that session again;
+it is removed once the run's outcome has been printed (or right after the start with
+--no-follow), so the next run of the same command creates a new session. --new-session
+ignores a saved entry.
+
+example:
+  python -m dashboard upload data/ notes.txt --context "Drug trial, dose column in mg"
+  python -m dashboard upload data/ --context @context.json --url http://lab-host:8000
+"""
+
+
+def _size(raw: str) -> int:
+    from dashboard.client import parse_size
+
+    try:
+        return parse_size(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from dashboard.client import UploadOptions, run_upload
+
+    options = UploadOptions(
+        paths=list(args.paths),
+        context=args.context,
+        url=args.url,
+        chunk_size=args.chunk_size,
+        follow=not args.no_follow,
+        new_session=args.new_session,
+        limit_rate=args.limit_rate,
+    )
+    return run_upload(options)
+
+
+def _follow(args: argparse.Namespace) -> int:
+    from dashboard.client import run_follow
+
+    return run_follow(args.session_id, args.url)
+
+
+def _url_help() -> str:
+    return "dashboard address (default $DASHBOARD_URL or http://127.0.0.1:8000)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from dashboard.client_state import default_state_path
+
     parser = argparse.ArgumentParser(prog="python -m dashboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the dashboard locally")
@@ -50,6 +109,53 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="where volumes live (default ./.dashboard-data)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
+
+    upload = sub.add_parser(
+        "upload",
+        help="upload files or folders resumably, start the run, print its log",
+        description="Upload files or folders over tus (resumable), start the processing run "
+        "and follow its live log until it ends.",
+        epilog=UPLOAD_EPILOG.format(state=default_state_path()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    upload.add_argument(
+        "paths", nargs="+", metavar="PATH",
+        help="files or folders; a folder's files keep their paths under the folder's name",
+    )
+    upload.add_argument(
+        "--context", required=True, metavar="TEXT|@FILE",
+        help="experiment context: free text, a JSON object with a \"description\", "
+        "or @file to read it from a file",
+    )
+    upload.add_argument("--url", help=_url_help())
+    upload.add_argument(
+        "--chunk-size", type=_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
+        help=f"bytes per PATCH request, e.g. 8M (default {DEFAULT_CHUNK_SIZE})",
+    )
+    upload.add_argument(
+        "--no-follow", action="store_true",
+        help="exit 0 once the run has started, printing the session id",
+    )
+    upload.add_argument(
+        "--new-session", action="store_true",
+        help="ignore a saved interrupted upload of the same files and start a new session",
+    )
+    upload.add_argument(
+        "--limit-rate", type=_size, metavar="N",
+        help="send at most N bytes per second (e.g. 10M)",
+    )
+    upload.set_defaults(func=_upload)
+
+    follow = sub.add_parser(
+        "follow",
+        help="print an existing session's live feed until its run ends",
+        description="Follow a session's events (logs, status) until its run ends; exit 0 if "
+        "it succeeded, 1 if it failed, 2 for a malformed or unknown id, 3 if the server "
+        "cannot be reached.",
+    )
+    follow.add_argument("session_id", metavar="SESSION_ID", help="32 lowercase hex characters")
+    follow.add_argument("--url", help=_url_help())
+    follow.set_defaults(func=_follow)
     return parser
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from heapq import merge
 from typing import Any
 
 DEFAULT_MAX_BACKLOG = 20_000  # events a subscriber may fall behind before it is cut off
+SEQ_BLOCK = 100_000  # seqs reserved at a time, so a restart never reuses one
 TERMINAL_STATES = frozenset({"succeeded", "failed"})
 
 
@@ -121,6 +122,10 @@ class Subscription:
                 break
         return batch
 
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
     def interrupt(self) -> None:
         """Wake a waiting ``next_batch`` for good (the viewer went away)."""
         self.closed = True
@@ -135,14 +140,32 @@ class Subscription:
 class EventHub:
     """In-memory fan-out of session events with bounded per-session history."""
 
-    def __init__(self, history: int, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
+    def __init__(
+        self,
+        history: int,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        *,
+        seq_start: int = 0,
+        reserve: Callable[[int], None] | None = None,
+    ) -> None:
+        """``reserve(n)`` is called (rarely) before any seq up to ``n`` is used; a caller
+        that stores ``n`` durably and passes it back as ``seq_start`` after a restart
+        keeps ``seq`` increasing across restarts."""
         self._history = history
         self._max_backlog = max_backlog
-        self._seq = 0
+        self._seq = seq_start
+        self._reserve = reserve
+        self._reserved = seq_start
+        self._take_block()
         self._feeds: dict[str, _SessionFeed] = {}
         self._client_sessions: dict[str, list[str]] = {}
         self._client_subscribers: dict[str, set[Subscription]] = {}
         self._subscription_keys: dict[Subscription, tuple[str, str]] = {}
+
+    def _take_block(self) -> None:
+        self._reserved = self._seq + SEQ_BLOCK
+        if self._reserve is not None:
+            self._reserve(self._reserved)
 
     @property
     def last_seq(self) -> int:
@@ -176,6 +199,8 @@ class EventHub:
         """Record one event and hand it to every interested subscriber. Never awaits."""
         self._seq += 1
         seq = self._seq
+        if seq >= self._reserved:
+            self._take_block()
         envelope = {
             "seq": seq,
             "session_id": session_id,

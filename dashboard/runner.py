@@ -62,6 +62,26 @@ class LocalProcessLauncher:
     def __init__(self, volumes_dir: Path, runs_dir: Path) -> None:
         self._volumes_dir = volumes_dir
         self._runs_dir = runs_dir
+        self.reap_orphans()
+
+    def reap_orphans(self) -> int:
+        """Kill agent processes left behind by a server that died (SIGKILL, power loss).
+
+        Each run records its process-group id; a pid file still present at start-up
+        belongs to a run whose server never saw it end.
+        """
+        killed = 0
+        for pid_file in self._runs_dir.glob("*/pid-*"):
+            try:
+                pgid = int(pid_file.read_text())
+                cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
+                if b"dashboard.agent_worker" in cmdline:
+                    os.killpg(pgid, signal.SIGKILL)
+                    killed += 1
+            except (OSError, ValueError):
+                pass
+            pid_file.unlink(missing_ok=True)
+        return killed
 
     async def run(self, job: AgentJob) -> dict[str, Any]:
         run_dir = self._runs_dir / job.session_id
@@ -92,6 +112,8 @@ class LocalProcessLauncher:
             start_new_session=True,
             env=env,
         )
+        pid_file = run_dir / f"pid-{run_id}"
+        pid_file.write_text(str(proc.pid))
         try:
             code = await asyncio.wait_for(proc.wait(), job.timeout)
         except TimeoutError:
@@ -102,6 +124,7 @@ class LocalProcessLauncher:
             raise
         finally:
             job_path.unlink(missing_ok=True)
+            pid_file.unlink(missing_ok=True)
         outcome: dict[str, Any] | None = None
         if result_path.is_file():
             outcome = read_json(result_path)

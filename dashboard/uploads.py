@@ -62,6 +62,10 @@ class UploadRecord:
             "done": self.done,
         }
 
+    def listing(self) -> dict[str, Any]:
+        """``public()`` plus the upload's URL, so a client that lost it can still resume."""
+        return {**self.public(), "url": UploadManager.location(self)}
+
 
 @dataclass
 class _SessionUploads:
@@ -140,6 +144,10 @@ class UploadManager:
                     uploads.records[record.upload_id] = record
         return uploads
 
+    @staticmethod
+    def location(record: UploadRecord) -> str:
+        return f"/api/sessions/{record.session_id}/files/{record.upload_id}"
+
     def records(self, session_id: str) -> list[UploadRecord]:
         return sorted(self._session(session_id).records.values(), key=lambda r: r.created)
 
@@ -159,7 +167,13 @@ class UploadManager:
     def check_new_path(self, session_id: str, relative: str) -> None:
         for other in self._session(session_id).records.values():
             if other.relative_path == relative:
-                raise Conflict(f"A file named {relative!r} is already part of this session.")
+                # an unfinished twin is named so that a client whose creation response was
+                # lost can find it (HEAD it, then resume) instead of being stuck
+                headers = {} if other.done else {"Location": self.location(other)}
+                raise Conflict(
+                    f"A file named {relative!r} is already part of this session.",
+                    headers=headers,
+                )
 
     def create(
         self, session_id: str, length: int, metadata_header: str, metadata: dict[str, str]
@@ -354,6 +368,9 @@ class UploadManager:
                 "the upload can be resumed from its current offset."
             )
         return exc
+
+    async def complete_empty(self, record: UploadRecord) -> None:
+        await self._complete(record)
 
     async def _complete(self, record: UploadRecord) -> None:
         await self._volumes.publish(record.session_id, record.relative_path, self._part(record))

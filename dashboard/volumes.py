@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dashboard.errors import Conflict
-from dashboard.paths import resolve_inside
+from dashboard.paths import clean_relative_path, resolve_inside
 from dashboard.sessions import volume_name
 from dashboard.storage import fsync_dir
 
@@ -65,6 +65,7 @@ class LocalVolumeStore:
         await asyncio.to_thread(self._publish, session_id, relative, staged)
 
     def _publish(self, session_id: str, relative: str, staged: Path) -> None:
+        relative = clean_relative_path(relative)
         data = self.path(session_id) / DATA_DIR
         target = resolve_inside(data, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,8 @@ class LocalVolumeStore:
         fsync_dir(target.parent)
 
     async def has_file(self, session_id: str, relative: str) -> bool:
-        return (self.path(session_id) / DATA_DIR / relative).exists()
+        relative = clean_relative_path(relative)
+        return resolve_inside(self.path(session_id) / DATA_DIR, relative).exists()
 
     async def artifacts(self, session_id: str) -> list[str]:
         results = self.path(session_id) / RESULTS_DIR

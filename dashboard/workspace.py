@@ -22,6 +22,7 @@ from dashboard.errors import Conflict, InvalidInput, Unauthorized
 from dashboard.hub import EventHub
 from dashboard.runner import AgentFailure, AgentJob, AgentLauncher, LocalProcessLauncher
 from dashboard.sessions import TERMINAL, RunRecord, SessionRecord, SessionStore, check_session_id
+from dashboard.storage import read_json, write_json_atomic
 from dashboard.uploads import FileWriter, UploadManager, UploadRecord
 from dashboard.volumes import LocalVolumeStore, VolumeStore
 
@@ -49,7 +50,13 @@ class Workspace:
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.hub = EventHub(settings.history)
+        self._seq_file = settings.data_dir / "seq.json"
+        seq_start = int(read_json(self._seq_file)) if self._seq_file.is_file() else 0
+        self.hub = EventHub(
+            settings.history,
+            seq_start=seq_start,
+            reserve=lambda upto: write_json_atomic(self._seq_file, upto),
+        )
         self.sessions = SessionStore(settings.sessions_dir)
         self.volumes: VolumeStore = volumes or LocalVolumeStore(settings.volumes_dir)
         self.launcher: AgentLauncher = launcher or LocalProcessLauncher(
@@ -126,7 +133,7 @@ class Workspace:
             "session_id": record.session_id,
             "volume_name": record.volume_name,
             "state": record.state,
-            "files": [u.public() for u in self.uploads.records(session_id)],
+            "files": [u.listing() for u in self.uploads.records(session_id)],
             "run": record.run.public() if record.run else None,
             "artifacts": await self.volumes.artifacts(session_id),
             "summary": record.summary,
@@ -158,6 +165,13 @@ class Workspace:
         if record.state == "created":
             self._set_state(record, "uploading")
         self._publish_upload(upload)
+        return upload
+
+    async def complete_if_empty(self, upload: UploadRecord) -> UploadRecord:
+        """A zero-length upload is complete at creation (tus-js-client sends no PATCH)."""
+        if upload.length == 0 and not upload.done:
+            await self.uploads.complete_empty(upload)
+            self._publish_upload(upload)
         return upload
 
     async def append(
@@ -237,9 +251,8 @@ class Workspace:
                 record, "failed", f"The run could not complete: {type(exc).__name__}: {exc}"
             )
             return
-        artifacts = result.get("artifacts")
-        if not isinstance(artifacts, list):
-            artifacts = await self.volumes.artifacts(record.session_id)
+        # the volume is the truth: list what is there, whatever the agent claims
+        artifacts = await self.volumes.artifacts(record.session_id)
         summary = result.get("summary") if isinstance(result.get("summary"), dict) else {}
         record.summary = summary
         self.hub.publish(record.session_id, "result", {"artifacts": artifacts, "summary": summary})

@@ -48,3 +48,25 @@ def uses_mapping(volume_path: str, experiment_context: Any, log: Any) -> dict[st
         timeout=10,
     ).raise_for_status()
     return {"summary": {"ok": True}}
+
+
+def tabulates(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    """Logs a line per file (plus one long unbroken line) and returns a per-file table."""
+    import hashlib
+    import json
+
+    data = Path(volume_path) / "data"
+    rows = []
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        relative = path.relative_to(data).as_posix()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        size = path.stat().st_size
+        log.info(f"profiled {relative}: {size} bytes, sha256 {digest}")
+        rows.append({"path": relative, "size": size, "sha256": digest})
+    log.info("unbroken:" + "x" * 400)
+    log.info("all files profiled")
+    summary = {"files": rows, "count": len(rows)}
+    results = Path(volume_path) / "results"
+    results.mkdir(exist_ok=True)
+    (results / "summary.json").write_text(json.dumps(summary))
+    return {"artifacts": ["results/summary.json"], "summary": summary}

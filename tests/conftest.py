@@ -23,6 +23,14 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     live.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One dashboard process for a whole module (tests that neither kill nor reconfigure it)."""
+    live = LiveServer(tmp_path_factory.mktemp("shared") / "data").start()
+    yield live
+    live.stop()
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[object]:
     """Start servers with extra environment (e.g. another agent or a short timeout)."""

@@ -26,7 +26,11 @@ def create_session(base: str, context: Any = "A test experiment on columns id an
 
 
 def tus_create(base: str, sid: str, relative: str, length: int, **extra: str) -> httpx.Response:
-    headers = {**TUS, "Upload-Length": str(length), "Upload-Metadata": metadata(relativePath=relative)}
+    headers = {
+        **TUS,
+        "Upload-Length": str(length),
+        "Upload-Metadata": metadata(relativePath=relative),
+    }
     headers.update(extra)
     return httpx.post(f"{base}/api/sessions/{sid}/files", headers=headers, timeout=10)
 

@@ -6,9 +6,23 @@ from dashboard.errors import InvalidInput
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", "\n\t", None, 42, ["x"], {"description": ""}, {"description": "  "}, {"x": "y"},
-     {"description": 5}, "bad\x00byte", "bell\x07", "x" * (MAX_CONTEXT_CHARS + 1),
-     "esc\x1b[0m", "del\x7f"],
+    [
+        "",
+        "   ",
+        "\n\t",
+        None,
+        42,
+        ["x"],
+        {"description": ""},
+        {"description": "  "},
+        {"x": "y"},
+        {"description": 5},
+        "bad\x00byte",
+        "bell\x07",
+        "x" * (MAX_CONTEXT_CHARS + 1),
+        "esc\x1b[0m",
+        "del\x7f",
+    ],
 )
 def test_invalid_contexts_are_refused(raw: object) -> None:
     with pytest.raises(InvalidInput) as info:

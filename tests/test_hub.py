@@ -85,3 +85,12 @@ async def test_next_batch_waits_and_interrupt_wakes() -> None:
     await asyncio.sleep(0)
     sub.interrupt()
     assert await asyncio.wait_for(task, 1) == []
+
+
+async def test_seq_keeps_increasing_across_a_restart() -> None:
+    stored: list[int] = []
+    hub = EventHub(history=10, reserve=stored.append)
+    for _ in range(3):
+        hub.publish("a" * 32, "log", {})
+    restarted = EventHub(history=10, seq_start=stored[-1], reserve=stored.append)
+    assert restarted.publish("a" * 32, "log", {}).seq > 3

@@ -8,9 +8,25 @@ from dashboard.errors import InvalidInput
 from dashboard.paths import clean_relative_path, resolve_inside
 
 BAD = [
-    "", "/etc/passwd", "\\\\server\\share", "C:\\x.csv", "c:/x", "a/../b", "..", "../x",
-    "a//b", "a/./b", "./a", "a/", "a\\..\\b", "nul\x00byte", "tab\there", "new\nline",
-    "x" * 256, "/".join(["a" * 200] * 21), "a/\x7f",
+    "",
+    "/etc/passwd",
+    "\\\\server\\share",
+    "C:\\x.csv",
+    "c:/x",
+    "a/../b",
+    "..",
+    "../x",
+    "a//b",
+    "a/./b",
+    "./a",
+    "a/",
+    "a\\..\\b",
+    "nul\x00byte",
+    "tab\there",
+    "new\nline",
+    "x" * 256,
+    "/".join(["a" * 200] * 21),
+    "a/\x7f",
 ]
 
 
@@ -22,8 +38,14 @@ def test_bad_paths_are_422(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "clean"),
-    [("a.csv", "a.csv"), ("dir/sub/a.csv", "dir/sub/a.csv"), ("dir\\sub\\a.csv", "dir/sub/a.csv"),
-     ("données/é.csv", "données/é.csv"), ("..a/b..", "..a/b.."), ("x" * 255, "x" * 255)],
+    [
+        ("a.csv", "a.csv"),
+        ("dir/sub/a.csv", "dir/sub/a.csv"),
+        ("dir\\sub\\a.csv", "dir/sub/a.csv"),
+        ("données/é.csv", "données/é.csv"),
+        ("..a/b..", "..a/b.."),
+        ("x" * 255, "x" * 255),
+    ],
 )
 def test_good_paths_are_kept(raw: str, clean: str) -> None:
     assert clean_relative_path(raw) == clean

@@ -33,7 +33,9 @@ def offset_of(url: str) -> int:
 
 def patch(url: str, body: bytes, offset: int, **headers: str) -> httpx.Response:
     return httpx.patch(
-        url, content=body, headers={**TUS, **OCTET, "Upload-Offset": str(offset), **headers},
+        url,
+        content=body,
+        headers={**TUS, **OCTET, "Upload-Offset": str(offset), **headers},
         timeout=30,
     )
 
@@ -57,7 +59,8 @@ def is_problem(r: httpx.Response, status: int) -> bool:
     return r.status_code == status and r.headers["content-type"] == "application/problem+json"
 
 
-def test_discovery_advertises_version_extensions_and_limits(server) -> None:
+def test_discovery_advertises_version_extensions_and_limits(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     r = httpx.options(f"{server.url}/api/sessions/{sid}/files")
     assert r.status_code == 204
@@ -68,7 +71,8 @@ def test_discovery_advertises_version_extensions_and_limits(server) -> None:
     assert {"sha1", "sha256"} <= set(r.headers["Tus-Checksum-Algorithm"].split(","))
 
 
-def test_head_returns_offset_length_and_every_metadata_key_verbatim(server) -> None:
+def test_head_returns_offset_length_and_every_metadata_key_verbatim(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     meta = metadata(relativePath="d/x.bin", filename="x.bin", anyKey="ünïcode ✓") + ",flag"
     r = httpx.post(
@@ -84,7 +88,8 @@ def test_head_returns_offset_length_and_every_metadata_key_verbatim(server) -> N
     assert h.headers["Cache-Control"] == "no-store"
 
 
-def test_chunks_append_and_the_file_moves_into_the_volume_when_complete(server) -> None:
+def test_chunks_append_and_the_file_moves_into_the_volume_when_complete(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     payload = os.urandom(300_000)
     url = new_upload(server, sid, "deep/er/file.bin", len(payload))
@@ -96,17 +101,24 @@ def test_chunks_append_and_the_file_moves_into_the_volume_when_complete(server) 
             assert part_file(server, sid, url).stat().st_size == start + 100_000
     assert (data_dir(server, sid) / "deep/er/file.bin").read_bytes() == payload
     view = httpx.get(f"{server.url}/api/sessions/{sid}").json()
-    assert view["files"] == [
+    assert [{k: f[k] for k in ("path", "length", "offset", "done")} for f in view["files"]] == [
         {"path": "deep/er/file.bin", "length": 300_000, "offset": 300_000, "done": True}
     ]
+    assert view["files"][0]["url"] == urlsplit(url).path
 
 
-def test_creation_with_upload(server) -> None:
+def test_creation_with_upload(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     r = httpx.post(
         f"{server.url}/api/sessions/{sid}/files",
         content=b"hello",
-        headers={**TUS, **OCTET, "Upload-Length": "8", "Upload-Metadata": metadata(filename="h.txt")},
+        headers={
+            **TUS,
+            **OCTET,
+            "Upload-Length": "8",
+            "Upload-Metadata": metadata(filename="h.txt"),
+        },
     )
     assert r.status_code == 201 and r.headers["Upload-Offset"] == "5"
     url = server.url + r.headers["Location"]
@@ -122,11 +134,15 @@ def test_creation_with_upload(server) -> None:
         ({"Content-Type": "application/octet-stream"}, 415),
         ({"Upload-Offset": "3"}, 409),
         ({"Upload-Offset": "abc"}, 400),
-        ({"Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(b"x").digest()).decode()}, 460),
+        (
+            {"Upload-Checksum": "sha1 " + base64.b64encode(hashlib.sha1(b"x").digest()).decode()},
+            460,
+        ),
         ({"Upload-Checksum": "crc32 AAAA"}, 400),
     ],
 )
-def test_patch_refusals_append_nothing(server, headers: dict[str, str], status: int) -> None:
+def test_patch_refusals_append_nothing(shared_server, headers: dict[str, str], status: int) -> None:
+    server = shared_server
     sid = create_session(server.url)
     url = new_upload(server, sid, "a.bin", 10)
     assert patch(url, b"12", 0).status_code == 204
@@ -138,7 +154,8 @@ def test_patch_refusals_append_nothing(server, headers: dict[str, str], status: 
     assert part_file(server, sid, url).read_bytes() == b"12"
 
 
-def test_past_upload_length_is_413_and_appends_nothing(server) -> None:
+def test_past_upload_length_is_413_and_appends_nothing(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     url = new_upload(server, sid, "a.bin", 4)
     assert is_problem(patch(url, b"12345", 0), 413)
@@ -147,17 +164,21 @@ def test_past_upload_length_is_413_and_appends_nothing(server) -> None:
     assert is_problem(r, 413)
 
 
-def test_checksums_sha1_and_sha256_accept_good_chunks(server) -> None:
+def test_checksums_sha1_and_sha256_accept_good_chunks(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     url = new_upload(server, sid, "c.bin", 8)
     for i, algo in enumerate(("sha1", "sha256")):
         chunk = b"abcd" if i == 0 else b"efgh"
         digest = base64.b64encode(hashlib.new(algo, chunk).digest()).decode()
-        assert patch(url, chunk, i * 4, **{"Upload-Checksum": f"{algo} {digest}"}).status_code == 204
+        assert (
+            patch(url, chunk, i * 4, **{"Upload-Checksum": f"{algo} {digest}"}).status_code == 204
+        )
     assert (data_dir(server, sid) / "c.bin").read_bytes() == b"abcdefgh"
 
 
-def test_unknown_upload_other_session_and_malformed_length(server) -> None:
+def test_unknown_upload_other_session_and_malformed_length(shared_server) -> None:
+    server = shared_server
     a = create_session(server.url)
     b = create_session(server.url)
     url = new_upload(server, a, "a.bin", 4)
@@ -176,7 +197,8 @@ def test_unknown_upload_other_session_and_malformed_length(server) -> None:
     assert offset_of(url) == 0
 
 
-def test_same_relative_path_twice_is_409(server) -> None:
+def test_same_relative_path_twice_is_409(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     new_upload(server, sid, "same/name.csv", 3)
     assert is_problem(tus_create(server.url, sid, "same/name.csv", 3), 409)
@@ -184,9 +206,11 @@ def test_same_relative_path_twice_is_409(server) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["../escape.csv", "/etc/passwd", "a/../../b.csv", "C:\\win.csv", "x/\x00y", "a//b", "a/./b"]
+    "bad",
+    ["../escape.csv", "/etc/passwd", "a/../../b.csv", "C:\\win.csv", "x/\x00y", "a//b", "a/./b"],
 )
-def test_path_attacks_are_422_and_write_nothing(server, bad: str) -> None:
+def test_path_attacks_are_422_and_write_nothing(shared_server, bad: str) -> None:
+    server = shared_server
     sid = create_session(server.url)
     r = tus_create(server.url, sid, bad, 3)
     assert is_problem(r, 422)
@@ -194,7 +218,8 @@ def test_path_attacks_are_422_and_write_nothing(server, bad: str) -> None:
     assert not (server.data_dir / "escape.csv").exists()
 
 
-def test_termination_removes_the_partial_upload(server) -> None:
+def test_termination_removes_the_partial_upload(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     url = new_upload(server, sid, "t.bin", 10)
     patch(url, b"123", 0)
@@ -217,7 +242,8 @@ def test_expired_upload_is_410(server_factory) -> None:
     assert head(url).status_code == 404  # swept
 
 
-def test_run_refused_while_an_upload_is_unfinished(server) -> None:
+def test_run_refused_while_an_upload_is_unfinished(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     url = new_upload(server, sid, "u.bin", 4)
     patch(url, b"12", 0)
@@ -251,7 +277,9 @@ class RawPatch:
         self.sock.sendall(data)
 
     def drop(self) -> None:
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
         self.sock.close()
 
 
@@ -262,7 +290,8 @@ def wait_for(predicate, timeout: float = 15.0) -> None:
         time.sleep(0.02)
 
 
-def test_dropped_connection_keeps_received_bytes_and_resume_is_byte_exact(server) -> None:
+def test_dropped_connection_keeps_received_bytes_and_resume_is_byte_exact(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     payload = os.urandom(2_000_000)
     url = new_upload(server, sid, "r.bin", len(payload))
@@ -297,7 +326,8 @@ def test_sigkill_mid_patch_then_restart_resumes_byte_exact(server) -> None:
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
-def test_second_patch_on_a_busy_upload_is_answered_at_once(server) -> None:
+def test_second_patch_on_a_busy_upload_is_answered_at_once(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     url = new_upload(server, sid, "busy.bin", 1_000_000)
     raw = RawPatch(url, 0, 1_000_000)
@@ -312,7 +342,8 @@ def test_second_patch_on_a_busy_upload_is_answered_at_once(server) -> None:
     raw.drop()
 
 
-def test_tuspy_uploads_a_nested_folder(server, tmp_path: Path) -> None:
+def test_tuspy_uploads_a_nested_folder(shared_server, tmp_path: Path) -> None:
+    server = shared_server
     from tusclient import client as tus_client
 
     folder = tmp_path / "nested"
@@ -335,7 +366,8 @@ def test_tuspy_uploads_a_nested_folder(server, tmp_path: Path) -> None:
 @pytest.mark.skipif(
     shutil.which("node") is None and os.environ.get("CI") != "true", reason="needs node"
 )
-def test_tus_js_client_uploads_a_nested_folder(server, tmp_path: Path) -> None:
+def test_tus_js_client_uploads_a_nested_folder(shared_server, tmp_path: Path) -> None:
+    server = shared_server
     js = ROOT / "tests" / "js"
     if not (js / "node_modules" / "tus-js-client").is_dir():
         if os.environ.get("CI") == "true":
@@ -349,7 +381,11 @@ def test_tus_js_client_uploads_a_nested_folder(server, tmp_path: Path) -> None:
     sid = create_session(server.url)
     out = subprocess.run(
         ["node", "upload_folder.mjs", f"{server.url}/api/sessions/{sid}/files", str(folder)],
-        cwd=js, capture_output=True, text=True, timeout=120, check=False,
+        cwd=js,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     reported = {json.loads(line)["path"] for line in out.stdout.splitlines()}
@@ -358,7 +394,8 @@ def test_tus_js_client_uploads_a_nested_folder(server, tmp_path: Path) -> None:
         assert (data_dir(server, sid) / rel).read_bytes() == content
 
 
-def test_healthz_stays_responsive_during_a_large_upload(server) -> None:
+def test_healthz_stays_responsive_during_a_large_upload(shared_server) -> None:
+    server = shared_server
     sid = create_session(server.url)
     size = 64 * 1024 * 1024
     url = new_upload(server, sid, "big.bin", size)
@@ -375,9 +412,28 @@ def test_healthz_stays_responsive_during_a_large_upload(server) -> None:
     t = threading.Thread(target=poll)
     t.start()
     r = httpx.patch(
-        url, content=(block for _ in range(64)),
-        headers={**TUS, **OCTET, "Upload-Offset": "0", "Content-Length": str(size)}, timeout=60,
+        url,
+        content=(block for _ in range(64)),
+        headers={**TUS, **OCTET, "Upload-Offset": "0", "Content-Length": str(size)},
+        timeout=60,
     )
     t.join(30)
     assert r.status_code == 204
     assert len(latencies) == 50
+
+
+def test_zero_length_upload_is_complete_at_creation(shared_server) -> None:
+    server = shared_server
+    sid = create_session(server.url)
+    r = tus_create(server.url, sid, "empty.txt", 0)
+    assert r.status_code == 201 and r.headers["Upload-Offset"] == "0"
+    assert (data_dir(server, sid) / "empty.txt").read_bytes() == b""
+    assert httpx.post(f"{server.url}/api/sessions/{sid}/run").status_code == 202
+
+
+def test_lost_creation_response_can_be_recovered_from_the_409(shared_server) -> None:
+    server = shared_server
+    sid = create_session(server.url)
+    first = tus_create(server.url, sid, "again.bin", 5)
+    retry = tus_create(server.url, sid, "again.bin", 5)
+    assert retry.status_code == 409 and retry.headers["Location"] == first.headers["Location"]

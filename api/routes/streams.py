@@ -27,10 +27,12 @@ WS_CLOSE_TRY_AGAIN = 1013
 
 def stream_position(conn: HTTPConnection) -> int | None:
     """``?since=``, ``?last_event_id=`` or ``Last-Event-ID``: the last seq the client has."""
+    # the header wins: EventSource sends the newest position there on every reconnect,
+    # while a query string it was opened with stays stale
     raw = (
-        conn.query_params.get("since")
+        conn.headers.get("last-event-id")
         or conn.query_params.get("last_event_id")
-        or conn.headers.get("last-event-id")
+        or conn.query_params.get("since")
     )
     if raw is None or raw == "":
         return None
@@ -58,7 +60,7 @@ def _subscribe_legacy(
 
 
 def _finished(hub: EventHub, session_id: str | None, sub: Subscription) -> bool:
-    return session_id is not None and hub.is_terminal(session_id) and not sub._pending
+    return session_id is not None and hub.is_terminal(session_id) and not sub.has_pending
 
 
 async def _sse_events(

@@ -32,10 +32,6 @@ def upload_headers(upload: UploadRecord) -> dict[str, str]:
     return headers
 
 
-def upload_url(session_id: str, upload_id: str) -> str:
-    return f"/api/sessions/{session_id}/files/{upload_id}"
-
-
 def body_stream(request: Request) -> AsyncIterator[bytes]:
     return request.stream()
 
@@ -73,7 +69,8 @@ async def create_upload(request: Request, session: SessionDep, workspace: Worksp
         if content_length is not None and content_length > length:
             raise TooLarge(f"The body ({content_length} bytes) is longer than Upload-Length.")
     upload = workspace.create_upload(session.session_id, length, metadata_header, metadata)
-    if with_body:
+    upload = await workspace.complete_if_empty(upload)
+    if with_body and not upload.done:
         upload = await workspace.append(
             session.session_id,
             upload.upload_id,
@@ -82,7 +79,7 @@ async def create_upload(request: Request, session: SessionDep, workspace: Worksp
             content_length=content_length,
             checksum=checksum,
         )
-    location = upload_url(session.session_id, upload.upload_id)
+    location = workspace.uploads.location(upload)
     out = upload_headers(upload)
     out["Location"] = location
     return Response(status_code=201, headers=out)

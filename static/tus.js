@@ -1,0 +1,182 @@
+// A small tus 1.0.0 client on fetch: creation, HEAD to resume, PATCH in chunks, retries.
+
+import { FriendlyError, problemDetail, request } from "./http.js";
+import { forgetUploadUrl, loadUploadUrl, saveUploadUrl, uploadKey } from "./resume.js";
+
+const TUS_VERSION = "1.0.0";
+// Delays between attempts; network errors, 5xx and 423 (upload busy) are retried.
+export const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16000, 30000];
+const GONE = new Set([404, 410]);
+
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function isRetryableStatus(status) {
+  return status === 423 || status === 429 || status >= 500;
+}
+
+function base64Utf8(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/** The Upload-Metadata header: `key base64(value)` pairs, comma-separated. */
+export function encodeMetadata(pairs) {
+  return Object.entries(pairs)
+    .filter(([, value]) => value !== undefined && value !== null)
+    .map(([key, value]) => `${key} ${base64Utf8(String(value))}`)
+    .join(",");
+}
+
+async function failure(response, what) {
+  const detail = await problemDetail(response);
+  return new FriendlyError(`${what}: ${detail}`, {
+    status: response.status,
+    retryable: isRetryableStatus(response.status),
+  });
+}
+
+/** Run `operation`, retrying with exponential backoff while its error is retryable. */
+export async function withRetry(operation, { delays = RETRY_DELAYS_MS, onRetry } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (!(error instanceof FriendlyError) || !error.retryable || attempt >= delays.length) {
+        throw error;
+      }
+      onRetry?.(error, delays[attempt]);
+      await wait(delays[attempt]);
+    }
+  }
+}
+
+/** One file going up: finds or creates its upload, then PATCHes from the server's offset. */
+export class TusUpload {
+  constructor({ file, relativePath, endpoint, sessionId, chunkSize, onProgress, onRetry }) {
+    this.file = file;
+    this.relativePath = relativePath;
+    this.endpoint = endpoint;
+    this.chunkSize = Math.max(1, chunkSize | 0);
+    this.key = uploadKey(sessionId, relativePath, file);
+    this.onProgress = onProgress || (() => {});
+    this.onRetry = onRetry;
+    this.url = null;
+    this.offset = 0;
+    this.resumedFrom = null; // the offset a stored upload continued from
+  }
+
+  async start() {
+    await withRetry(() => this.locate(), { onRetry: this.onRetry });
+    this.onProgress(this.offset, this.file.size);
+    while (this.offset < this.file.size) {
+      await withRetry(() => this.sendChunk(), { onRetry: this.onRetry });
+      this.onProgress(this.offset, this.file.size);
+    }
+    return this;
+  }
+
+  /** Continue a remembered upload (HEAD) or create a new one. */
+  async locate() {
+    const stored = loadUploadUrl(this.key);
+    if (stored) {
+      const offset = await this.head(stored);
+      if (offset !== null) {
+        this.url = stored;
+        this.offset = offset;
+        this.resumedFrom = offset;
+        return;
+      }
+      forgetUploadUrl(this.key); // expired or unknown: start this file anew
+    }
+    await this.create();
+  }
+
+  /** The server's offset for `url`, or null when the upload is gone (404/410). */
+  async head(url) {
+    const response = await request(url, {
+      method: "HEAD",
+      headers: { "Tus-Resumable": TUS_VERSION },
+      cache: "no-store",
+    });
+    if (GONE.has(response.status)) return null;
+    if (!response.ok) throw await failure(response, `Checking ${this.relativePath} failed`);
+    const offset = Number.parseInt(response.headers.get("Upload-Offset") ?? "", 10);
+    if (!Number.isFinite(offset)) {
+      throw new FriendlyError(`The server did not say how much of ${this.relativePath} it has.`);
+    }
+    return offset;
+  }
+
+  async create() {
+    const response = await request(this.endpoint, {
+      method: "POST",
+      headers: {
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Length": String(this.file.size),
+        "Upload-Metadata": encodeMetadata({
+          relativePath: this.relativePath,
+          filename: this.file.name,
+          filetype: this.file.type || undefined,
+        }),
+      },
+    });
+    if (response.status !== 201) {
+      throw await failure(response, `${this.relativePath} could not be started`);
+    }
+    const location = response.headers.get("Location");
+    if (!location) throw new FriendlyError("The server did not say where to send the file.");
+    this.url = new URL(location, window.location.href).href;
+    this.offset = Number.parseInt(response.headers.get("Upload-Offset") ?? "0", 10) || 0;
+    saveUploadUrl(this.key, this.url);
+  }
+
+  async sendChunk() {
+    const end = Math.min(this.offset + this.chunkSize, this.file.size);
+    const response = await request(this.url, {
+      method: "PATCH",
+      headers: {
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Offset": String(this.offset),
+        "Content-Type": "application/offset+octet-stream",
+      },
+      body: this.file.slice(this.offset, end),
+    });
+    if (response.ok) {
+      const reported = Number.parseInt(response.headers.get("Upload-Offset") ?? "", 10);
+      this.offset = Number.isFinite(reported) ? reported : end;
+      return;
+    }
+    if (response.status === 409) {
+      // Our idea of the offset is stale (e.g. a chunk landed but its reply was lost).
+      const offset = await this.head(this.url);
+      if (offset === null) throw new FriendlyError(`The upload of ${this.relativePath} disappeared.`);
+      this.offset = offset;
+      return;
+    }
+    if (GONE.has(response.status)) {
+      forgetUploadUrl(this.key);
+      await this.create();
+      return;
+    }
+    throw await failure(response, `Sending ${this.relativePath} failed`);
+  }
+}
+
+/** Run `worker` over `items` with at most `limit` in flight; rejects on the first failure. */
+export async function runPool(items, limit, worker) {
+  const queue = [...items];
+  let failed = null;
+  const lanes = Array.from({ length: Math.min(limit, queue.length) }, async () => {
+    while (queue.length && !failed) {
+      const item = queue.shift();
+      try {
+        await worker(item);
+      } catch (error) {
+        failed = failed || error;
+      }
+    }
+  });
+  await Promise.all(lanes);
+  if (failed) throw failed;
+}
