@@ -437,3 +437,33 @@ def test_lost_creation_response_can_be_recovered_from_the_409(shared_server) -> 
     first = tus_create(server.url, sid, "again.bin", 5)
     retry = tus_create(server.url, sid, "again.bin", 5)
     assert retry.status_code == 409 and retry.headers["Location"] == first.headers["Location"]
+
+
+def test_cors_is_off_by_default(shared_server) -> None:
+    r = httpx.options(
+        f"{shared_server.url}/api/sessions",
+        headers={"Origin": "http://other.test", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_cors_origins_expose_the_tus_headers(server_factory) -> None:
+    live = server_factory(DASHBOARD_CORS_ORIGINS="http://lab.test")
+    origin = {"Origin": "http://lab.test"}
+    pre = httpx.options(
+        f"{live.url}/api/sessions",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type",
+        },
+    )
+    assert pre.status_code == 200
+    assert pre.headers["access-control-allow-origin"] == "http://lab.test"
+    sid = create_session(live.url)
+    url = new_upload(live, sid, "c.bin", 3)
+    h = httpx.head(url, headers={**TUS, **origin})
+    exposed = {v.strip().lower() for v in h.headers["access-control-expose-headers"].split(",")}
+    assert {"upload-offset", "upload-length", "upload-metadata", "location"} <= exposed
+    other = httpx.head(url, headers={**TUS, "Origin": "http://evil.test"})
+    assert "access-control-allow-origin" not in other.headers
