@@ -29,6 +29,7 @@ HEARTBEAT_S = 3.0
 """A long step logs "still profiling ..." this often."""
 ARTIFACTS = ["results/summary.json", "results/report.md"]
 MAX_COMPACT_FILES = 200
+MAX_COMPACT_COLUMNS = 500  # rows of the per-column table sent in the result event
 """The compact summary lists at most this many files (summary.json has them all)."""
 FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "parquet": "Parquet", "json": "JSON"}
 
@@ -249,8 +250,23 @@ def _write(path: Path, text: str) -> None:
 
 
 def compact(summary: dict[str, Any]) -> dict[str, Any]:
-    """What the dashboard shows: counts and one small row per file."""
+    """What the dashboard shows: counts, one small row per file and one per column."""
     files = summary["files"]
+    per_column = [
+        {
+            "file": f["path"],
+            "column": c["name"],
+            "type": c["type"],
+            "nulls": c["nulls"],
+            "min": _rounded(c.get("min")),
+            "max": _rounded(c.get("max")),
+            "mean": _rounded(c.get("mean")),
+            "std": _rounded(c.get("std")),
+        }
+        for f in files
+        if f["kind"] == "table" and not f.get("error")
+        for c in f["columns"]
+    ]
     return {
         "files": len(files),
         "tables": sum(1 for f in files if f["kind"] == "table" and not f.get("error")),
@@ -272,7 +288,13 @@ def compact(summary: dict[str, Any]) -> dict[str, Any]:
             for f in files[:MAX_COMPACT_FILES]
         ],
         "per_file_truncated": len(files) > MAX_COMPACT_FILES,
+        "per_column": per_column[:MAX_COMPACT_COLUMNS],
+        "per_column_truncated": len(per_column) > MAX_COMPACT_COLUMNS,
     }
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def run_agent_remotely(

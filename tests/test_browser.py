@@ -309,3 +309,24 @@ def test_websocket_reconnects_from_the_last_seq(server_factory, page, tmp_path):
     assert len(urls) >= 2
     assert "since=0" in urls[0]
     assert "since=0" not in urls[1], urls  # the reconnect resumes after the last seq seen
+
+
+def test_real_dataset_shows_its_profile_with_the_built_in_agent(server_factory, page, tmp_path):
+    """The default DuckDB agent: the page shows the profile of what was uploaded."""
+    server = server_factory()
+    folder = tmp_path / "trial"
+    folder.mkdir()
+    rows = "\n".join(f"{i},{i * 0.5},{'ab'[i % 2]}" for i in range(1, 301))
+    (folder / "doses.csv").write_text("subject,dose_mg,arm\n" + rows + "\n")
+    (folder / "readme.txt").write_text("notes\n")
+    dash = Dashboard(page, server).open()
+    dash.choose_folder(folder)
+    dash.upload("Dose-response pilot; dose_mg is the dose given to each subject.")
+    dash.wait_for_state("succeeded")
+    result = page.locator("[data-result]")
+    expect(result).to_contain_text("trial/doses.csv")
+    expect(result).to_contain_text("300")
+    expect(result).to_contain_text("dose_mg")  # the flagged column the context names
+    expect(result).to_contain_text("75.25")  # mean of dose_mg over 0.5 .. 150
+    expect(result).to_contain_text("results/report.md")
+    dash.screenshot("dashboard-profile.png")
