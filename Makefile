@@ -39,7 +39,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/mypy dashboard api dashboard_modal modal_app.py
 
 test: $(VENV)/.dev browser-deps node-deps lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
 
 soak: $(VENV)/.dev
 	$(PY) -m pytest tests/soak -m slow -p no:cacheprovider
