@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from python_multipart.exceptions import ParseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import document
 from dashboard.errors import DashboardError
 
 logger = logging.getLogger("dashboard.api")
@@ -83,6 +85,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def malformed_body(request: Request, exc: Exception) -> Response:
+    """The multipart parser refused the body (a bare CR in a part header, a broken boundary)."""
+    assert isinstance(exc, ParseError)
+    return problem(
+        400,
+        "Malformed request",
+        "The multipart/form-data body cannot be parsed.",
+        slug="malformed-request",
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "Internal error", "The server hit an unexpected error; it was logged.")
@@ -92,4 +105,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DashboardError, dashboard_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ParseError, malformed_body)
     app.add_exception_handler(Exception, unexpected_error)
+    document(app)  # the OpenAPI document declares this one error shape for every operation

@@ -132,3 +132,115 @@ LOG_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+# -- the OpenAPI document ------------------------------------------------------------------
+# Every error is application/problem+json (api/problems.py); the document says so once for
+# every operation instead of FastAPI's default 422 ``HTTPValidationError``, which the app
+# never sends.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+PROBLEM_RESPONSE: dict[str, Any] = {
+    "description": "The request was refused: application/problem+json",
+    "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+}
+
+
+def _header(
+    name: str, description: str, *, required: bool = False, **schema: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+_DECIMAL = r"^[0-9]{1,19}$"
+
+
+# tus 1.0.0 request headers, for ``openapi_extra={"parameters": ...}`` on the tus routes
+TUS_RESUMABLE = _header("Tus-Resumable", "Must be 1.0.0 (else 412).", required=True, enum=["1.0.0"])
+TUS_CREATE_PARAMETERS: list[dict[str, Any]] = [
+    TUS_RESUMABLE,
+    _header("Upload-Length", "Size of the whole file in bytes.", required=True, pattern=_DECIMAL),
+    _header("Upload-Metadata", "Comma-separated 'key base64value' pairs; relativePath names it."),
+    _header("Upload-Checksum", "'<algorithm> <base64 digest>' of a body sent with creation."),
+]
+TUS_PATCH_PARAMETERS: list[dict[str, Any]] = [
+    TUS_RESUMABLE,
+    _header(
+        "Upload-Offset",
+        "Where this chunk starts; must equal the server's offset (else 409).",
+        required=True,
+        pattern=_DECIMAL,
+    ),
+    _header("Upload-Checksum", "'<algorithm> <base64 digest>' of this chunk (else 460)."),
+]
+TUS_TERMINATE_PARAMETERS: list[dict[str, Any]] = [TUS_RESUMABLE]
+
+
+# routes that return an EventSourceResponse themselves (FastAPI cannot see their media type)
+SSE_PATHS = frozenset({"/api/sessions/{session_id}/events", "/stream"})
+
+
+def _is_unknown_body(response: dict[str, Any]) -> bool:
+    """FastAPI's guess for a route that returns a Response object: JSON of any shape."""
+    return response.get("content") == {"application/json": {"schema": {}}}
+
+
+def document(app: Any) -> None:
+    """Make ``app.openapi()`` declare what the app really sends.
+
+    Every operation answers its errors as problem+json ("4XX", plus 507 on the tus routes);
+    routes that return a bare ``Response`` declare no body, the SSE routes declare
+    ``text/event-stream``, instead of FastAPI's guess of JSON.
+    """
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema  # type: ignore[no-any-return]
+        doc = get_openapi(
+            title=app.title, version=app.version, routes=app.routes, description=app.description
+        )
+        for path, path_item in doc.get("paths", {}).items():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                if "HTTPValidationError" in str(responses.get("422", {})):
+                    responses.pop("422")
+                responses["4XX"] = PROBLEM_RESPONSE
+                if "/files" in path:
+                    responses["507"] = PROBLEM_RESPONSE
+                for status, response in responses.items():
+                    if status.startswith("2") and _is_unknown_body(response):
+                        if path in SSE_PATHS:
+                            response["content"] = {"text/event-stream": {"schema": {}}}
+                        else:
+                            response.pop("content")
+        components = doc.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if unused in components and unused not in str(doc.get("paths")):
+                components.pop(unused)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi

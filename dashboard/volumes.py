@@ -8,20 +8,39 @@ Volumes are never cleaned up automatically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
 from dashboard.errors import Conflict
 from dashboard.paths import clean_relative_path, resolve_inside
 from dashboard.sessions import volume_name
-from dashboard.storage import fsync_dir
 
 CONTEXT_FILE = "context.json"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 DATA_DIR = "data"
 RESULTS_DIR = "results"
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _copy_into(source: Path, name: str, dir_fd: int) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        dst.flush()
+        os.fsync(dst.fileno())
 
 
 class VolumeStore(Protocol):
@@ -65,22 +84,42 @@ class LocalVolumeStore:
         await asyncio.to_thread(self._publish, session_id, relative, staged)
 
     def _publish(self, session_id: str, relative: str, staged: Path) -> None:
+        """Walk ``data/`` one folder at a time by descriptor, never following a symlink.
+
+        Relative names (``openat``-style) keep every path the rules allow storable, however
+        deep the volume sits (an absolute path may pass the OS's 4096-byte limit); a link or
+        a file where a folder should be is refused, not followed or crashed on.
+        """
         relative = clean_relative_path(relative)
-        data = self.path(session_id) / DATA_DIR
-        target = resolve_inside(data, relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        resolve_inside(data, relative)  # re-check: no symlink appeared while creating parents
-        if target.exists():
-            raise Conflict(f"A file named {relative!r} is already in this session.")
+        *folders, name = relative.split("/")
+        dir_fd = os.open(self.path(session_id) / DATA_DIR, _DIR_FLAGS)
         try:
-            os.replace(staged, target)
-        except OSError:
-            # the staging area may sit on another filesystem: copy, then rename in place
-            tmp = target.with_name(f".{target.name}.partial")
-            shutil.copyfile(staged, tmp)
-            os.replace(tmp, target)
-            staged.unlink()
-        fsync_dir(target.parent)
+            for folder in folders:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(folder, 0o755, dir_fd=dir_fd)
+                try:
+                    child = os.open(folder, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+                except OSError as exc:  # ELOOP: a symlink; ENOTDIR: a file named like the folder
+                    raise Conflict(
+                        f"{relative!r} cannot be stored: {folder!r} in it is not a folder."
+                    ) from exc
+                os.close(dir_fd)
+                dir_fd = child
+            if _exists(name, dir_fd):
+                raise Conflict(f"A file named {relative!r} is already in this session.")
+            try:
+                os.replace(staged, name, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # the staging area sits on another filesystem: copy, then rename in place
+                tmp = f".{uuid.uuid4().hex}.partial"
+                _copy_into(staged, tmp, dir_fd)
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                staged.unlink()
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     async def has_file(self, session_id: str, relative: str) -> bool:
         relative = clean_relative_path(relative)

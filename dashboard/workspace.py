@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,6 +77,10 @@ class Workspace:
 
     # -- lifecycle -----------------------------------------------------------------
     async def startup(self) -> None:
+        # a legacy form cut off by a crash left its staged parts behind; no request is in
+        # flight yet, and the expiry sweep only knows tus uploads
+        for leftover in self.settings.staging_dir.glob("legacy-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         for record in self.sessions.all():
             self._tokens[_token_key(record.log_token)] = record.session_id
             if record.state in ("queued", "running"):
@@ -162,10 +167,28 @@ class Workspace:
         record = self.session(session_id)
         self._check_accepting(record)
         upload = self.uploads.create(session_id, length, metadata_header, metadata)
+        clash = self._folder_clash(upload)
+        if clash is not None:
+            self.uploads.terminate(upload)  # refused at creation, not at the last chunk
+            raise Conflict(
+                f"{upload.relative_path!r} and {clash!r} cannot both be in this session: "
+                "one would have to be a file and a folder at once."
+            )
         if record.state == "created":
             self._set_state(record, "uploading")
         self._publish_upload(upload)
         return upload
+
+    def _folder_clash(self, upload: UploadRecord) -> str | None:
+        """A file of the session that this path needs as a folder, or that needs it as one."""
+        mine = upload.relative_path
+        for other in self.uploads.records(upload.session_id):
+            theirs = other.relative_path
+            if other is not upload and (
+                mine.startswith(theirs + "/") or theirs.startswith(mine + "/")
+            ):
+                return theirs
+        return None
 
     async def complete_if_empty(self, upload: UploadRecord) -> UploadRecord:
         """A zero-length upload is complete at creation (tus-js-client sends no PATCH)."""
