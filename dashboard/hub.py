@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from heapq import merge
-from typing import Any
+from typing import Any, Protocol
 
 DEFAULT_MAX_BACKLOG = 20_000  # events a subscriber may fall behind before it is cut off
 SEQ_BLOCK = 100_000  # seqs reserved at a time, so a restart never reuses one
@@ -68,12 +69,25 @@ class Reset:
 Item = Event | Reset
 
 
+class HistoryArchive(Protocol):
+    """Where finished sessions' histories go (``dashboard/event_archive.py``)."""
+
+    def has(self, session_id: str) -> bool: ...
+
+    def write(self, session_id: str, events: Iterable[Event]) -> None: ...
+
+    def read(self, session_id: str) -> list[Event]: ...
+
+
 @dataclass
 class _SessionFeed:
+    session_id: str
     history: deque[Event]
     client_id: str | None = None
     evicted_upto: int = 0  # highest seq dropped from history
     terminal: bool = False
+    ended_at: float | None = None  # loop time of the terminal status
+    archived: bool = False  # history lives in the archive, not in memory
     subscribers: set[Subscription] = field(default_factory=set)
 
 
@@ -147,14 +161,16 @@ class EventHub:
         *,
         seq_start: int = 0,
         reserve: Callable[[int], None] | None = None,
+        archive: HistoryArchive | None = None,
     ) -> None:
         """``reserve(n)`` is called (rarely) before any seq up to ``n`` is used; a caller
         that stores ``n`` durably and passes it back as ``seq_start`` after a restart
         keeps ``seq`` increasing across restarts."""
-        self._history = history
+        self._history_limit = history
         self._max_backlog = max_backlog
         self._seq = seq_start
         self._reserve = reserve
+        self._archive = archive
         self._reserved = seq_start
         self._take_block()
         self._feeds: dict[str, _SessionFeed] = {}
@@ -178,7 +194,7 @@ class EventHub:
     def _feed(self, session_id: str) -> _SessionFeed:
         feed = self._feeds.get(session_id)
         if feed is None:
-            feed = _SessionFeed(history=deque())
+            feed = _SessionFeed(session_id=session_id, history=deque())
             self._feeds[session_id] = feed
         return feed
 
@@ -211,12 +227,16 @@ class EventHub:
         terminal = type_ == "status" and data.get("state") in TERMINAL_STATES
         event = Event(seq, session_id, type_, json.dumps(envelope, separators=(",", ":")), terminal)
         feed = self._feed(session_id)
+        if feed.archived:
+            self._restore(feed)
         if terminal:
             feed.terminal = True
+            feed.ended_at = time.monotonic()
         elif type_ == "status":
             feed.terminal = False
+            feed.ended_at = None
         feed.history.append(event)
-        if len(feed.history) > self._history:
+        if len(feed.history) > self._history_limit:
             feed.evicted_upto = feed.history.popleft().seq
         for sub in feed.subscribers:
             sub._push(event)
@@ -225,13 +245,49 @@ class EventHub:
                 sub._push(event)
         return event
 
+    # -- finished sessions move to the archive -------------------------------------------
+    def _history(self, feed: _SessionFeed) -> Sequence[Event]:
+        if feed.archived and self._archive is not None:
+            return self._archive.read(feed.session_id)
+        return feed.history
+
+    def _restore(self, feed: _SessionFeed) -> None:
+        feed.history = deque(self._history(feed))
+        feed.archived = False
+
+    def archive_finished(self, idle_s: float) -> int:
+        """Move histories of sessions ended ``idle_s`` ago and followed by nobody to disk."""
+        if self._archive is None:
+            return 0
+        cutoff = time.monotonic() - idle_s
+        moved = 0
+        for feed in self._feeds.values():
+            ended = feed.ended_at
+            if feed.archived or ended is None or ended > cutoff or feed.subscribers:
+                continue
+            self._archive.write(feed.session_id, feed.history)
+            feed.history = deque()
+            feed.archived = True
+            moved += 1
+        return moved
+
+    def adopt_archive(self, session_id: str) -> bool:
+        """After a restart: serve a finished session's replay from its archive, if any."""
+        if self._archive is None or not self._archive.has(session_id):
+            return False
+        feed = self._feed(session_id)
+        feed.archived = True
+        history = self._archive.read(session_id)
+        feed.terminal = bool(history) and history[-1].terminal
+        return True
+
     def _replay(self, feeds: list[_SessionFeed], since: int | None) -> Iterator[Item]:
         after = since or 0
         evicted = max((f.evicted_upto for f in feeds), default=0)
+        histories = [self._history(f) for f in feeds]
         if since is not None and after < evicted:
-            first = min((f.history[0].seq for f in feeds if f.history), default=self._seq + 1)
+            first = min((h[0].seq for h in histories if h), default=self._seq + 1)
             yield Reset(first)
-        histories = [f.history for f in feeds]
         source: Iterable[Event] = (
             histories[0] if len(histories) == 1 else merge(*histories, key=lambda e: e.seq)
         )

@@ -20,6 +20,7 @@ from typing import Any
 from dashboard.config import Settings
 from dashboard.context import validate_context
 from dashboard.errors import Conflict, InvalidInput, Unauthorized
+from dashboard.event_archive import EventArchive
 from dashboard.hub import EventHub
 from dashboard.runner import AgentFailure, AgentJob, AgentLauncher, LocalProcessLauncher
 from dashboard.sessions import TERMINAL, RunRecord, SessionRecord, SessionStore, check_session_id
@@ -29,7 +30,9 @@ from dashboard.volumes import LocalVolumeStore, VolumeStore
 
 logger = logging.getLogger("dashboard")
 
-SWEEP_INTERVAL_S = 60.0
+SWEEP_INTERVAL_S = 60.0  # expired uploads
+ARCHIVE_INTERVAL_S = 5.0  # how often ended sessions' histories are looked at
+ARCHIVE_AFTER_S = 30.0  # an ended, unfollowed session's history moves to disk after this
 LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trace": "debug"}
 MAX_LOG_MESSAGE_CHARS = 16_384
@@ -57,6 +60,7 @@ class Workspace:
             settings.history,
             seq_start=seq_start,
             reserve=lambda upto: write_json_atomic(self._seq_file, upto),
+            archive=EventArchive(settings.data_dir / "events"),
         )
         self.sessions = SessionStore(settings.sessions_dir)
         self.volumes: VolumeStore = volumes or LocalVolumeStore(settings.volumes_dir)
@@ -100,12 +104,16 @@ class Workspace:
                 await task
 
     async def _sweep_forever(self) -> None:
+        last_upload_sweep = time.monotonic()
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            await asyncio.sleep(ARCHIVE_INTERVAL_S)
             try:
-                self.uploads.sweep_expired()
+                self.hub.archive_finished(ARCHIVE_AFTER_S)
+                if time.monotonic() - last_upload_sweep >= SWEEP_INTERVAL_S:
+                    last_upload_sweep = time.monotonic()
+                    self.uploads.sweep_expired()
             except OSError:
-                logger.exception("sweeping expired uploads failed")
+                logger.exception("background sweep failed")
 
     async def wait_idle(self) -> None:
         """Wait for every run in progress (tests, benchmarks)."""
@@ -129,7 +137,8 @@ class Workspace:
         record = self.sessions.get(check_session_id(session_id))
         if not self.hub.knows(record.session_id):
             self.hub.register_session(record.session_id, record.client_id)
-            self._publish_status(record)
+            if not self.hub.adopt_archive(record.session_id):
+                self._publish_status(record)
         return record
 
     async def session_view(self, session_id: str) -> dict[str, Any]:

@@ -94,3 +94,28 @@ async def test_seq_keeps_increasing_across_a_restart() -> None:
         hub.publish("a" * 32, "log", {})
     restarted = EventHub(history=10, seq_start=stored[-1], reserve=stored.append)
     assert restarted.publish("a" * 32, "log", {}).seq > 3
+
+
+async def test_ended_sessions_move_to_the_archive_and_replay_the_same(tmp_path) -> None:
+    from dashboard.event_archive import EventArchive
+
+    archive = EventArchive(tmp_path)
+    hub = EventHub(history=100, archive=archive)
+    sid, live = "a" * 32, "b" * 32
+    for i in range(5):
+        hub.publish(sid, "log", {"level": "info", "message": str(i)})
+    hub.publish(sid, "status", {"state": "succeeded"})
+    hub.publish(live, "status", {"state": "running"})
+    follower = hub.subscribe_session(sid)
+    before = [e.encoded for e in await follower.next_batch()]
+    assert hub.archive_finished(idle_s=0) == 0  # someone is still following it
+    follower.close()
+    assert hub.archive_finished(idle_s=0) == 1  # the running session stays in memory
+    assert not hub._feeds[sid].history
+    after = await hub.subscribe_session(sid, since=2).next_batch()
+    assert [e.encoded for e in after] == before[2:]
+    restarted = EventHub(history=100, seq_start=100, archive=archive)
+    restarted.register_session(sid)
+    assert restarted.adopt_archive(sid) and restarted.is_terminal(sid)
+    assert [e.encoded for e in await restarted.subscribe_session(sid).next_batch()] == before
+    assert not restarted.adopt_archive(live)
