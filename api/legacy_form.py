@@ -20,6 +20,7 @@ from dashboard.paths import clean_relative_path
 
 MAX_FIELD_BYTES = 1024 * 1024  # a text field (the experiment context) beyond this is refused
 MAX_PARTS = 100_000
+MAX_PART_HEADER_BYTES = 16 * 1024  # room for a 4096-byte path even when escaped (filename*)
 _FILENAME = re.compile(r'filename="((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 _FILENAME_STAR = re.compile(r"filename\*=([^;]+)", re.IGNORECASE)
 
@@ -69,6 +70,7 @@ class LegacyFormReader:
         self._parts = 0
         self._parser = MultipartParser(
             boundary,
+            max_header_size=MAX_PART_HEADER_BYTES,
             callbacks={
                 "on_part_begin": self._part_begin,
                 "on_header_field": self._on_header_field,
@@ -101,8 +103,10 @@ class LegacyFormReader:
         self._header_value = b""
 
     def _headers_finished(self) -> None:
-        disposition = self._headers.get(b"content-disposition", b"").decode("utf-8", "replace")
-        _, params = parse_options_header(disposition)
+        raw_disposition = self._headers.get(b"content-disposition", b"")
+        disposition = raw_disposition.decode("utf-8", "replace")
+        # the raw bytes: a str would be encoded as Latin-1 and fail on other names
+        _, params = parse_options_header(raw_disposition)
         name = params.get(b"name", b"").decode("utf-8", "replace")
         filename = raw_filename(disposition)
         if filename is None:

@@ -297,8 +297,15 @@ class UploadManager:
                         raise TooLarge(f"The body runs past Upload-Length {record.length}.")
                     written += self._write_all(fd, chunk)
             finally:
-                with contextlib.suppress(OSError):
+                try:
                     await asyncio.to_thread(self.writer.fsync, fd)
+                except OSError as exc:
+                    # nothing written by this PATCH is known to be durable: take it back
+                    os.ftruncate(fd, start)
+                    raise InsufficientStorage(
+                        "The server could not make the data durable; "
+                        "the upload can be resumed from its current offset."
+                    ) from exc
         except OSError as exc:
             raise self._storage_error(exc) from exc
         finally:

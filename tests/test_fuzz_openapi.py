@@ -35,7 +35,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api import schemas
 from api.app import create_app
 from dashboard.config import Settings
 from tests.feeds import create_session, metadata, start_run, tus_create, tus_upload
@@ -50,22 +49,6 @@ PROBLEM_KEYS = {"type", "title", "status", "detail"}
 def app_document() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         doc = copy.deepcopy(create_app(Settings(data_dir=Path(tmp))).openapi())
-    files = doc["paths"]["/api/sessions/{session_id}/files"]
-    upload = doc["paths"]["/api/sessions/{session_id}/files/{upload_id}"]
-    declared = [
-        (files["post"], schemas.TUS_CREATE_PARAMETERS),
-        (upload["patch"], schemas.TUS_PATCH_PARAMETERS),
-        (upload["delete"], schemas.TUS_TERMINATE_PARAMETERS),
-        (upload["head"], schemas.TUS_TERMINATE_PARAMETERS),
-    ]
-    for operation, wanted in declared:
-        params = operation.setdefault("parameters", [])
-        names = {p["name"].lower() for p in params}
-        params.extend(p for p in wanted if p["name"].lower() not in names)
-    upload["patch"].setdefault(
-        "requestBody",
-        {"required": True, "content": {OFFSET_STREAM: {"schema": {"type": "string"}}}},
-    )
     log = doc["paths"]["/log"]["post"].setdefault("parameters", [])
     if not any(p["name"].lower() == "authorization" for p in log):
         log.append({"name": "Authorization", "in": "header", "schema": {"type": "string"}})
@@ -159,22 +142,9 @@ def point_at_real_ids(case: Any, w: World) -> None:
     if raw_metadata is not None and fingerprint % 5 > 1:
         # a well-formed header around a generated name: the path rules get fuzzed too
         headers["Upload-Metadata"] = metadata(relativePath=raw_metadata or "empty")
-    if path == "/upload" and isinstance(case.body, dict):
-        # KNOWN BUG (api/legacy_form.py, _headers_finished): a form field name outside
-        # Latin-1 is a 500; pinned by test_form_field_name_outside_latin1_is_not_a_500 below
-        # (strict xfail). Drop such names here until it is fixed, so the rest is fuzzed.
-        for key in [k for k in case.body if not _latin1(k)]:
-            del case.body[key]
     if path == "/log" and "Authorization" in headers and fingerprint % 2:
         headers["Authorization"] = f"Bearer {w.open_token}"
 
-
-def _latin1(text: str) -> bool:
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -215,11 +185,6 @@ def test_the_fuzzer_got_past_the_front_door() -> None:
     assert not missed, f"the fuzzer never reached these answers: {missed}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/legacy_form.py:105 parse_options_header(str) raises UnicodeEncodeError on a "
-    "non-Latin-1 field name; fix: parse the raw header bytes instead",
-)
 def test_form_field_name_outside_latin1_is_not_a_500(live: World) -> None:
     files = {"files": ("a.csv", b"x\n", "text/csv")}
     data = {"experiment_context": "fine", "实验": "ignored"}

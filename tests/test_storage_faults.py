@@ -163,13 +163,6 @@ def test_a_failing_disk_under_a_checksummed_chunk_appends_nothing(faulty) -> Non
     assert stored.read_bytes() == PAYLOAD
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dashboard/uploads.py _append_plain suppresses an fsync OSError, so a chunk whose "
-    "fsync failed (EIO) is acknowledged with 204 and counted in the offset although it is not "
-    "known to be durable; fix: let fsync's OSError propagate to _storage_error (507) and "
-    "truncate the part file back to the offset before the PATCH",
-)
 def test_a_failing_fsync_is_not_acknowledged(faulty) -> None:
     server, writer = faulty
     sid = create_session(server.url)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request, Response
 
 from api.deps import SessionDep, WorkspaceDep
+from api.schemas import TUS_CREATE_PARAMETERS, TUS_PATCH_PARAMETERS, TUS_TERMINATE_PARAMETERS
 from dashboard import tus
 from dashboard.errors import MalformedRequest, TooLarge
 from dashboard.uploads import UploadRecord
@@ -49,7 +50,13 @@ async def discover(session: SessionDep, workspace: WorkspaceDep) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-@router.post("", status_code=201)
+PATCH_BODY = {
+    "required": True,
+    "content": {tus.OFFSET_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@router.post("", status_code=201, openapi_extra={"parameters": TUS_CREATE_PARAMETERS})
 async def create_upload(request: Request, session: SessionDep, workspace: WorkspaceDep) -> Response:
     headers = request.headers
     tus.check_resumable(headers)
@@ -85,7 +92,7 @@ async def create_upload(request: Request, session: SessionDep, workspace: Worksp
     return Response(status_code=201, headers=out)
 
 
-@router.head("/{upload_id}")
+@router.head("/{upload_id}", openapi_extra={"parameters": TUS_TERMINATE_PARAMETERS})
 async def upload_offset(upload_id: str, session: SessionDep, workspace: WorkspaceDep) -> Response:
     upload = workspace.uploads.get(session.session_id, upload_id)
     headers = upload_headers(upload)
@@ -94,7 +101,11 @@ async def upload_offset(upload_id: str, session: SessionDep, workspace: Workspac
     return Response(status_code=200, headers=headers)
 
 
-@router.patch("/{upload_id}", status_code=204)
+@router.patch(
+    "/{upload_id}",
+    status_code=204,
+    openapi_extra={"parameters": TUS_PATCH_PARAMETERS, "requestBody": PATCH_BODY},
+)
 async def append(
     upload_id: str, request: Request, session: SessionDep, workspace: WorkspaceDep
 ) -> Response:
@@ -117,7 +128,9 @@ async def append(
     return Response(status_code=204, headers=upload_headers(upload))
 
 
-@router.delete("/{upload_id}", status_code=204)
+@router.delete(
+    "/{upload_id}", status_code=204, openapi_extra={"parameters": TUS_TERMINATE_PARAMETERS}
+)
 async def terminate(
     upload_id: str, request: Request, session: SessionDep, workspace: WorkspaceDep
 ) -> Response:
