@@ -187,6 +187,26 @@ class UploadManager:
         if length > self.max_size:
             raise TooLarge(f"Upload-Length {length} is over the limit of {self.max_size} bytes.")
         self.check_new_path(session_id, relative)
+        record = self._register(session_id, length, relative, metadata_header, metadata)
+        self._part(record).touch()
+        return record
+
+    def add_complete(self, session_id: str, relative: str, length: int) -> UploadRecord:
+        """Record a file that arrived whole (legacy multipart) and is already published."""
+        return self._register(
+            session_id, length, relative, "", {"relativePath": relative}, done=True
+        )
+
+    def _register(
+        self,
+        session_id: str,
+        length: int,
+        relative: str,
+        metadata_header: str,
+        metadata: dict[str, str],
+        *,
+        done: bool = False,
+    ) -> UploadRecord:
         now = time.time()
         record = UploadRecord(
             upload_id=uuid.uuid4().hex,
@@ -196,29 +216,9 @@ class UploadManager:
             metadata_header=metadata_header,
             metadata=metadata,
             created=now,
-            expires=now + self._expiry,
-        )
-        folder = self._dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._part(record).touch()
-        self._save(record)
-        self._session(session_id).records[record.upload_id] = record
-        return record
-
-    def add_complete(self, session_id: str, relative: str, length: int) -> UploadRecord:
-        """Record a file that arrived whole (legacy multipart) and is already published."""
-        now = time.time()
-        record = UploadRecord(
-            upload_id=uuid.uuid4().hex,
-            session_id=session_id,
-            length=length,
-            relative_path=relative,
-            metadata_header="",
-            metadata={"relativePath": relative},
-            created=now,
-            expires=now,
-            done=True,
-            offset=length,
+            expires=now if done else now + self._expiry,
+            done=done,
+            offset=length if done else 0,
         )
         self._dir(session_id).mkdir(parents=True, exist_ok=True)
         self._save(record)
@@ -282,7 +282,7 @@ class UploadManager:
 
     async def _append_plain(self, record: UploadRecord, body: AsyncIterator[bytes]) -> None:
         part = self._part(record)
-        fd = os.open(part, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         start = record.offset
         written = 0
         try:
