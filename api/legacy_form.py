@@ -65,6 +65,7 @@ class LegacyFormReader:
         self._field_name: str | None = None
         self._field_buf = bytearray()
         self._fd: int | None = None
+        self._unsynced: list[int] = []  # finished files whose fsync is still due
         self._current: StagedFile | None = None
         self._names: set[str] = set()
         self._parts = 0
@@ -141,8 +142,8 @@ class LegacyFormReader:
 
     def _part_end(self) -> None:
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
+            # fsync off the event loop: the route calls sync_finished() in a thread
+            self._unsynced.append(self._fd)
             self._fd = None
         elif self._field_name is not None:
             try:
@@ -163,7 +164,22 @@ class LegacyFormReader:
             raise MalformedRequest("The multipart body ended in the middle of a file.")
         return self.form
 
+    @property
+    def has_unsynced(self) -> bool:
+        return bool(self._unsynced)
+
+    def sync_finished(self) -> None:
+        """fsync and close every finished file (blocking: run it in a worker thread)."""
+        while self._unsynced:
+            fd = self._unsynced.pop()
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        while self._unsynced:
+            os.close(self._unsynced.pop())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 
@@ -53,7 +54,10 @@ async def legacy_upload(
     try:
         async for chunk in request.stream():
             reader.feed(chunk)
+            if reader.has_unsynced:
+                await asyncio.to_thread(reader.sync_finished)
         form = reader.finish()
+        await asyncio.to_thread(reader.sync_finished)
         if not form.files:
             raise InvalidInput.field("files", "choose at least one file to upload.")
         record = await workspace.create_session(

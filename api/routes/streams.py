@@ -132,7 +132,9 @@ async def _pump_ws(
                 break
             if batch:
                 try:
-                    await asyncio.wait_for(websocket.send_text(ws_frame(batch)), SEND_DEADLINE_S)
+                    # asyncio.timeout, not wait_for: no extra task per frame (bench/fanout.py)
+                    async with asyncio.timeout(SEND_DEADLINE_S):
+                        await websocket.send_text(ws_frame(batch))
                 except TimeoutError:
                     code = WS_CLOSE_POLICY
                     break

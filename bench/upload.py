@@ -1,0 +1,355 @@
+"""Benchmark: uploads through the dashboard against a raw streaming POST and tuspyserver.
+
+    .venv/bin/python bench/upload.py [--size-mib 200] [--chunk-mib 8] [--runs 3] [--dir DIR]
+
+Servers (each a child process on a free 127.0.0.1 port, all on uvicorn with httptools +
+uvloop, i.e. uvicorn[standard]):
+
+* ``dashboard``: ``python -m dashboard serve`` (agent: tests.agents:chatty, so the legacy
+  upload's run costs little);
+* ``raw``: one streaming POST of the whole file written straight to disk by a minimal
+  FastAPI endpoint (bench/ref_upload_apps.py:raw_app) -- the ceiling, reference (a);
+* ``tuspyserver``: tuspyserver 4.4.3 mounted in a minimal FastAPI app -- reference (b).
+
+Clients: ``stream`` is a keep-alive client over one socket that streams each request
+body with sendfile (bench/rawhttp.py); ``tuspy`` is tusclient 1.1 (reads each chunk into
+memory). Every contender runs once per round, ``--runs`` rounds, ratios are taken within
+a round and the median round is reported. Every upload's sha256 is verified; dirty pages
+are flushed (``os.sync``) between uploads, outside the timings. Server peak RSS is sampled
+every 10 ms with psutil.
+
+Targets: tus/stream >= 0.9 x raw/stream; tus >= tuspyserver with each client; legacy
+multipart /upload >= 0.8 x raw/stream; dashboard peak RSS <= 80 MiB; every sha256 matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import MIB, RssSampler, Server, Targets, dashboard, median, table, uvicorn_app
+from rawhttp import Connection
+
+TUS = {"Tus-Resumable": "1.0.0"}
+AGENT = "tests.agents:chatty"
+
+
+def make_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            block = os.urandom(min(left, 4 * MIB))
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        while block := src.read(4 * MIB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def metadata(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+# -- contenders: each uploads ``src`` and returns where the server stored it -------------
+
+
+def raw_stream(server: Server, src: Path, size: int, chunk: int, files_dir: Path) -> Path:
+    name = uuid.uuid4().hex
+    with Connection(server.url) as conn, open(src, "rb") as f:
+        resp = conn.request(
+            "POST", f"/raw/{name}", {"Content-Type": "application/octet-stream"}, file=f, count=size
+        )
+        assert resp.status == 201, resp.body
+    return files_dir / name
+
+
+def tus_stream_to(create_path: str, headers: dict[str, str]) -> Callable[..., str]:
+    """Creation, then PATCHes of ``chunk`` bytes, all on one keep-alive socket."""
+
+    def run(server: Server, src: Path, size: int, chunk: int) -> str:
+        with Connection(server.url) as conn, open(src, "rb") as f:
+            resp = conn.request("POST", create_path, {**TUS, "Upload-Length": str(size), **headers})
+            assert resp.status == 201, (resp.status, resp.body)
+            location = resp.headers["location"]
+            offset = 0
+            while offset < size:
+                count = min(chunk, size - offset)
+                resp = conn.request(
+                    "PATCH",
+                    location,
+                    {
+                        **TUS,
+                        "Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                    file=f,
+                    offset=offset,
+                    count=count,
+                )
+                assert resp.status == 204, (resp.status, resp.body)
+                offset = int(resp.headers["upload-offset"])
+        return location
+
+    return run
+
+
+def tus_tuspy(server: Server, create_path: str, src: Path, chunk: int, name: str) -> str:
+    from tusclient import client
+
+    tus = client.TusClient(server.url + create_path)
+    uploader = tus.uploader(
+        file_path=str(src), chunk_size=chunk, metadata={"relativePath": name, "filename": name}
+    )
+    uploader.upload()
+    return str(uploader.url)
+
+
+def legacy_stream(server: Server, src: Path, size: int, name: str) -> str:
+    boundary = uuid.uuid4().hex
+    prefix = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="experiment_context"\r\n\r\n'
+        f"Benchmark upload of one random file.\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    suffix = f"\r\n--{boundary}--\r\n".encode()
+    with Connection(server.url) as conn, open(src, "rb") as f:
+        resp = conn.request(
+            "POST",
+            "/upload",
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            file=f,
+            count=size,
+            prefix=prefix,
+            suffix=suffix,
+        )
+        assert resp.status == 202, (resp.status, resp.body)
+    import json
+
+    return str(json.loads(resp.body)["session_id"])
+
+
+def wait_run_done(server: Server, sid: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{server.url}/api/sessions/{sid}", timeout=10).json().get("run")
+        if run and run.get("state") in ("succeeded", "failed"):
+            return
+        time.sleep(0.1)
+
+
+def new_session(server: Server) -> str:
+    resp = httpx.post(
+        f"{server.url}/api/sessions",
+        json={"experiment_context": "Benchmark upload of one random file."},
+        timeout=10,
+    )
+    resp.raise_for_status()
+    return str(resp.json()["session_id"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=200)
+    parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="scratch folder (default: a temp dir)"
+    )
+    args = parser.parse_args()
+    size = args.size_mib * MIB
+    chunk = args.chunk_mib * MIB
+    work = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=args.dir))
+    src = work / "random.bin"
+    expected = make_file(src, size)
+    data_dir = work / "dashboard-data"
+    raw_dir = work / "raw-files"
+    tps_dir = work / "tuspyserver-files"
+    nosync_dir = work / "dashboard-nofsync-data"  # diagnostic: what fsync costs
+    times: dict[str, list[float]] = {}
+    peaks: dict[str, int] = {}
+    bad_hashes: list[str] = []
+    try:
+        with (
+            dashboard(data_dir, work, {"DASHBOARD_AGENT": AGENT}) as dash,
+            uvicorn_app(
+                "raw", "ref_upload_apps:raw_app", work, {"BENCH_FILES_DIR": str(raw_dir)}
+            ) as raw,
+            uvicorn_app(
+                "tuspyserver",
+                "ref_upload_apps:tuspyserver_app",
+                work,
+                {"BENCH_FILES_DIR": str(tps_dir)},
+            ) as tps,
+            dashboard(
+                nosync_dir,
+                work,
+                {"DASHBOARD_AGENT": AGENT},
+                name="dashboard-nofsync",
+                patch="import os\nos.fsync = lambda fd: None",
+            ) as nosync,
+        ):
+            # warm each server's code paths once with a small upload (not timed)
+            small = work / "small.bin"
+            make_file(small, MIB)
+            tus_stream_to("/files", {"Upload-Metadata": metadata(filename="w")})(
+                tps, small, MIB, chunk
+            )
+            raw_stream(raw, small, MIB, chunk, raw_dir)
+            sid = new_session(dash)
+            tus_stream_to(
+                f"/api/sessions/{sid}/files", {"Upload-Metadata": metadata(relativePath="w")}
+            )(dash, small, MIB, chunk)
+
+            def timed(label: str, server: Server, fn: Callable[[], Path]) -> None:
+                os.sync()
+                with RssSampler(server) as rss:
+                    start = time.perf_counter()
+                    stored = fn()
+                    elapsed = time.perf_counter() - start
+                times.setdefault(label, []).append(elapsed)
+                peaks[label] = max(peaks.get(label, 0), rss.peak)
+                if sha256_of(stored) != expected:
+                    bad_hashes.append(label)
+                stored.unlink(missing_ok=True)
+
+            def dash_file(sid: str, name: str, root: Path = data_dir) -> Path:
+                return root / "volumes" / f"dataset-volume-{sid}" / "data" / name
+
+            def one_round(round_no: int) -> None:
+                timed("raw/stream", raw, lambda: raw_stream(raw, src, size, chunk, raw_dir))
+
+                sid = new_session(dash)
+                name = f"r{round_no}-stream.bin"
+                run_tus = tus_stream_to(
+                    f"/api/sessions/{sid}/files", {"Upload-Metadata": metadata(relativePath=name)}
+                )
+                timed(
+                    "tus/stream",
+                    dash,
+                    lambda: (run_tus(dash, src, size, chunk), dash_file(sid, name))[1],
+                )
+
+                run_tps = tus_stream_to("/files", {"Upload-Metadata": metadata(filename="f")})
+                timed(
+                    "tuspyserver/stream",
+                    tps,
+                    lambda: tps_dir / run_tps(tps, src, size, chunk).rstrip("/").split("/")[-1],
+                )
+
+                sid2 = new_session(dash)
+                name2 = f"r{round_no}-tuspy.bin"
+                timed(
+                    "tus/tuspy",
+                    dash,
+                    lambda: (
+                        tus_tuspy(dash, f"/api/sessions/{sid2}/files", src, chunk, name2),
+                        dash_file(sid2, name2),
+                    )[1],
+                )
+
+                timed(
+                    "tuspyserver/tuspy",
+                    tps,
+                    lambda: (
+                        tps_dir
+                        / tus_tuspy(tps, "/files", src, chunk, "f").rstrip("/").split("/")[-1]
+                    ),
+                )
+
+                name3 = f"r{round_no}-legacy.bin"
+                holder: dict[str, str] = {}
+
+                def legacy() -> Path:
+                    holder["sid"] = legacy_stream(dash, src, size, name3)
+                    return dash_file(holder["sid"], name3)
+
+                timed("legacy/stream", dash, legacy)
+                wait_run_done(dash, holder["sid"])
+
+                # diagnostic, not a target: the same server code with fsync a no-op
+                sid4 = new_session(nosync)
+                name4 = f"r{round_no}-nofsync.bin"
+                run_nosync = tus_stream_to(
+                    f"/api/sessions/{sid4}/files", {"Upload-Metadata": metadata(relativePath=name4)}
+                )
+                timed(
+                    "(diag) tus/stream no-fsync",
+                    nosync,
+                    lambda: (
+                        run_nosync(nosync, src, size, chunk),
+                        dash_file(sid4, name4, nosync_dir),
+                    )[1],
+                )
+                print(
+                    f"round {round_no + 1}/{args.runs}: "
+                    + ", ".join(f"{k} {size / MIB / v[-1]:.0f} MiB/s" for k, v in times.items()),
+                    flush=True,
+                )
+
+            for round_no in range(args.runs):
+                one_round(round_no)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def ratio(a: str, b: str) -> float:
+        return median([tb / ta for ta, tb in zip(times[a], times[b], strict=True)])
+
+    mbps = {k: size / 1e6 / median(v) for k, v in times.items()}
+    print()
+    print(
+        table(
+            ["contender", "median MB/s", "median s", "server peak RSS MiB"],
+            [(k, mbps[k], median(v), peaks[k] / MIB) for k, v in times.items()],
+        )
+    )
+    r_tus_raw = ratio("tus/stream", "raw/stream")
+    r_tus_tps_stream = ratio("tus/stream", "tuspyserver/stream")
+    r_tus_tps_tuspy = ratio("tus/tuspy", "tuspyserver/tuspy")
+    r_legacy_raw = ratio("legacy/stream", "raw/stream")
+    dash_peak = max(peaks["tus/stream"], peaks["tus/tuspy"], peaks["legacy/stream"]) / MIB
+    targets = Targets()
+    targets.check("tus/stream >= 0.9 x raw/stream", f"{r_tus_raw:.2f}x", r_tus_raw >= 0.9)
+    targets.check("tus >= tuspyserver (stream)", f"{r_tus_tps_stream:.2f}x", r_tus_tps_stream >= 1)
+    targets.check("tus >= tuspyserver (tuspy)", f"{r_tus_tps_tuspy:.2f}x", r_tus_tps_tuspy >= 1)
+    targets.check("legacy >= 0.8 x raw/stream", f"{r_legacy_raw:.2f}x", r_legacy_raw >= 0.8)
+    targets.check("dashboard peak RSS <= 80 MiB", f"{dash_peak:.1f} MiB", dash_peak <= 80)
+    targets.check(
+        "sha256 verified every upload",
+        "all match" if not bad_hashes else f"mismatch: {bad_hashes}",
+        not bad_hashes,
+    )
+    summary = (
+        f"upload {args.size_mib} MiB x{args.runs}: tus/stream {mbps['tus/stream']:.0f} MB/s = "
+        f"{r_tus_raw:.2f}x raw ({mbps['raw/stream']:.0f}), {r_tus_tps_stream:.2f}x tuspyserver "
+        f"({mbps['tuspyserver/stream']:.0f}); tus/tuspy {mbps['tus/tuspy']:.0f} = "
+        f"{r_tus_tps_tuspy:.2f}x tuspyserver/tuspy ({mbps['tuspyserver/tuspy']:.0f}); legacy "
+        f"{mbps['legacy/stream']:.0f} = {r_legacy_raw:.2f}x raw; peak RSS {dash_peak:.0f} MiB; "
+        f"(diag) tus without fsync {ratio('(diag) tus/stream no-fsync', 'raw/stream'):.2f}x raw"
+    )
+    return targets.finish(summary, {"bench": "upload", "mbps": mbps})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
