@@ -114,6 +114,8 @@ class Server:
         return total
 
     def stop(self) -> None:
+        """Stop the server and every child (gunicorn's worker would outlive a killed master)."""
+        children = self._procs()[1:]
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -121,6 +123,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
 
     def __enter__(self) -> Server:
         return self

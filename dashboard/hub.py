@@ -103,14 +103,14 @@ class Subscription:
         self.closed = False
         self.last_seq = 0
 
-    def _push(self, event: Event) -> None:
+    def _push(self, events: list[Event]) -> None:
         if self.overflowed:
             return
-        if len(self._pending) >= self._max_backlog:
+        if len(self._pending) + len(events) > self._max_backlog:
             self.overflowed = True
             self._pending.clear()
         else:
-            self._pending.append(event)
+            self._pending.extend(events)
         self._wake.set()
 
     def _preload(self, items: Iterable[Item]) -> None:
@@ -213,37 +213,46 @@ class EventHub:
 
     def publish(self, session_id: str, type_: str, data: dict[str, Any]) -> Event:
         """Record one event and hand it to every interested subscriber. Never awaits."""
-        self._seq += 1
-        seq = self._seq
-        if seq >= self._reserved:
-            self._take_block()
-        envelope = {
-            "seq": seq,
-            "session_id": session_id,
-            "type": type_,
-            "ts": utc_now_iso(),
-            "data": data,
-        }
-        terminal = type_ == "status" and data.get("state") in TERMINAL_STATES
-        event = Event(seq, session_id, type_, json.dumps(envelope, separators=(",", ":")), terminal)
+        return self.publish_many(session_id, [(type_, data)])[0]
+
+    def publish_many(
+        self, session_id: str, items: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Event]:
+        """Record several events of one session (a batch of log lines) in order.
+
+        Each subscriber is handed the whole batch at once, so a POST of 50 lines costs one
+        list extension and one wake-up per subscriber, not 50.
+        """
         feed = self._feed(session_id)
         if feed.archived:
             self._restore(feed)
-        if terminal:
-            feed.terminal = True
-            feed.ended_at = time.monotonic()
-        elif type_ == "status":
-            feed.terminal = False
-            feed.ended_at = None
-        feed.history.append(event)
-        if len(feed.history) > self._history_limit:
-            feed.evicted_upto = feed.history.popleft().seq
+        ts = utc_now_iso()
+        events: list[Event] = []
+        for type_, data in items:
+            self._seq += 1
+            seq = self._seq
+            if seq >= self._reserved:
+                self._take_block()
+            envelope = {"seq": seq, "session_id": session_id, "type": type_, "ts": ts, "data": data}
+            terminal = type_ == "status" and data.get("state") in TERMINAL_STATES
+            encoded = json.dumps(envelope, separators=(",", ":"))
+            events.append(Event(seq, session_id, type_, encoded, terminal))
+            if terminal:
+                feed.terminal = True
+                feed.ended_at = time.monotonic()
+            elif type_ == "status":
+                feed.terminal = False
+                feed.ended_at = None
+        history = feed.history
+        history.extend(events)
+        while len(history) > self._history_limit:
+            feed.evicted_upto = history.popleft().seq
         for sub in feed.subscribers:
-            sub._push(event)
+            sub._push(events)
         if feed.client_id is not None:
             for sub in self._client_subscribers.get(feed.client_id, ()):
-                sub._push(event)
-        return event
+                sub._push(events)
+        return events
 
     # -- finished sessions move to the archive -------------------------------------------
     def _history(self, feed: _SessionFeed) -> Sequence[Event]:

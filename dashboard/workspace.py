@@ -324,6 +324,8 @@ class Workspace:
             clean.append((level, message[:MAX_LOG_MESSAGE_CHARS]))
         if session.state in TERMINAL:
             raise Conflict("This session's run has ended; it takes no more log lines.")
-        for level, message in clean:
-            self.hub.publish(session.session_id, "log", {"level": level, "message": message})
+        self.hub.publish_many(
+            session.session_id,
+            [("log", {"level": level, "message": message}) for level, message in clean],
+        )
         return len(clean)

@@ -164,7 +164,8 @@ async def session_ws(websocket: WebSocket, session_id: str) -> None:
         return
     sub = workspace.hub.subscribe_session(session_id, since)
     await websocket.accept()
-    await _pump_ws(websocket, sub, workspace.hub, session_id)
+    # its own task: resuming it does not walk the whole middleware stack on every frame
+    await asyncio.create_task(_pump_ws(websocket, sub, workspace.hub, session_id))
 
 
 @router.websocket("/ws")
@@ -177,4 +178,4 @@ async def legacy_ws(websocket: WebSocket) -> None:
         await websocket.close(WS_CLOSE_POLICY)
         return
     await websocket.accept()
-    await _pump_ws(websocket, sub, workspace.hub, None)
+    await asyncio.create_task(_pump_ws(websocket, sub, workspace.hub, None))
