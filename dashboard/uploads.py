@@ -291,7 +291,7 @@ class UploadManager:
                     if not chunk:
                         continue
                     if start + written + len(chunk) > record.length:
-                        # refuse the excess; what came before it was valid and stays
+                        # refuse the chunk whole: nothing of this PATCH is appended
                         os.ftruncate(fd, start)
                         written = 0
                         raise TooLarge(f"The body runs past Upload-Length {record.length}.")
