@@ -41,6 +41,11 @@ lint: $(VENV)/.dev
 test: $(VENV)/.dev browser-deps node-deps lint
 	$(PY) -m pytest -m "not slow"
 
+# Benchmark scripts (figures in BENCHMARKS.md); each exits non-zero when a target is missed.
+BENCHES := upload fanout slow_consumers scale cold_start profile_agent
+bench: $(VENV)/.dev
+	@status=0; for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || status=1; done; exit $$status
+
 soak: $(VENV)/.dev
 	$(PY) -m pytest tests/soak -m slow -p no:cacheprovider
 
