@@ -65,6 +65,7 @@ class Health(BaseModel):
     status: str
     sessions_followed: int = 0
     last_seq: int = 0
+    tasks: int = 0
 
 
 CONTEXT_BODY: dict[str, Any] = {

@@ -118,8 +118,12 @@ class Subscription:
         if self._pending:
             self._wake.set()
 
-    async def next_batch(self, timeout: float | None = None) -> list[Item]:
-        """Everything pending, waiting for at least one item (``[]`` on timeout or overflow)."""
+    async def next_batch(self, timeout: float | None = None, linger: float = 0.0) -> list[Item]:
+        """Everything pending, waiting for at least one item (``[]`` on timeout or overflow).
+
+        With ``linger``, a subscriber that had to wait lets events published just after the
+        first one join the same batch: one frame (one socket write) instead of several.
+        """
         if not self._pending and not self.overflowed and not self.closed:
             self._wake.clear()
             if timeout is None:
@@ -129,6 +133,8 @@ class Subscription:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except TimeoutError:
                     return []
+            if linger > 0 and not self.closed:
+                await asyncio.sleep(linger)
         batch, self._pending = self._pending, []
         for item in reversed(batch):
             if isinstance(item, Event):

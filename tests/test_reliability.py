@@ -246,28 +246,43 @@ async def churn(server: LiveServer, sid: str, count: int, concurrency: int = 40)
         )
 
 
-def churn_leaves_nothing_behind(server: LiveServer, count: int) -> tuple[int, int]:
+def server_tasks(server: LiveServer) -> int:
+    return int(httpx.get(server.url + "/healthz", timeout=10).json()["tasks"])
+
+
+def churn_leaves_nothing_behind(server: LiveServer, count: int) -> tuple[int, int, int]:
     sid = create_session(server.url)
+    # warm-up: the first SSE response starts sse-starlette's one shutdown-watcher task
+    asyncio.run(churn(server, sid, 1))
     fds_before, subs_before = server_fds(server), followed(server)
+    tasks_before = server_tasks(server)
     asyncio.run(churn(server, sid, count))
 
     def settled() -> bool:
-        return followed(server) <= subs_before and server_fds(server) <= fds_before + 5
+        return (
+            followed(server) <= subs_before
+            and server_fds(server) <= fds_before + 5
+            and server_tasks(server) <= tasks_before
+        )
 
-    wait_until(settled, SETTLE_S, "subscribers and descriptors to be released")
-    return server_fds(server) - fds_before, followed(server) - subs_before
+    wait_until(settled, SETTLE_S, "subscribers, tasks and descriptors to be released")
+    return (
+        server_fds(server) - fds_before,
+        followed(server) - subs_before,
+        server_tasks(server) - tasks_before,
+    )
 
 
 def test_opening_and_dropping_1000_ws_and_sse_connections_leaks_nothing(tmp_path: Path) -> None:
     live = LiveServer(tmp_path / "data").start()
     try:
         started = time.monotonic()
-        fd_delta, sub_delta = churn_leaves_nothing_behind(live, 1000)
+        fd_delta, sub_delta, task_delta = churn_leaves_nothing_behind(live, 1000)
         print(
             f"churn: 2000 connections in {time.monotonic() - started:.1f} s; "
-            f"fd delta {fd_delta}, subscriber delta {sub_delta}"
+            f"fd delta {fd_delta}, subscriber delta {sub_delta}, task delta {task_delta}"
         )
-        assert sub_delta <= 0 and fd_delta <= 5
+        assert sub_delta <= 0 and fd_delta <= 5 and task_delta <= 0
         assert httpx.get(live.url + "/healthz").json()["status"] == "ok"
     finally:
         live.stop()

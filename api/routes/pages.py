@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi import APIRouter, Request
@@ -41,4 +42,5 @@ async def healthz(workspace: WorkspaceDep) -> Health:
         status="ok",
         sessions_followed=workspace.hub.subscriber_count,
         last_seq=workspace.hub.last_seq,
+        tasks=len(asyncio.all_tasks()),  # leak checks: open streams each hold a task
     )

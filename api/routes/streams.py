@@ -19,6 +19,7 @@ from dashboard.workspace import Workspace
 router = APIRouter(tags=["streams"])
 
 HEARTBEAT_S = 15  # SSE comment heartbeat; DESIGN: at least every 15 s
+COALESCE_S = 0.005  # a woken viewer waits this long, so a burst goes out as one frame
 SEND_DEADLINE_S = 10.0  # a client whose sends block longer is cut off
 WS_CLOSE_NORMAL = 1000
 WS_CLOSE_POLICY = 1008
@@ -71,7 +72,7 @@ async def _sse_events(
             yield END_EVENT
             return
         while True:
-            batch = await sub.next_batch()
+            batch = await sub.next_batch(linger=COALESCE_S)
             if sub.overflowed or sub.closed:
                 return  # cut off: the client reconnects with Last-Event-ID
             if batch:
@@ -124,7 +125,7 @@ async def _pump_ws(
         while True:
             if _finished(hub, session_id, sub):
                 break
-            batch = await sub.next_batch()
+            batch = await sub.next_batch(linger=COALESCE_S)
             if sub.closed:
                 return
             if sub.overflowed:
