@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import base64
 import concurrent.futures
 import importlib
 import json
@@ -35,6 +34,7 @@ from websockets.sync.client import connect as ws_connect
 import modal_app
 from dashboard.runner import AgentFailure, AgentJob
 from dashboard_modal import ModalAgentLauncher
+from tests.feeds import tus_upload
 from tests.test_volume_store_contract import FakeModalVolumes, FakeVolume
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -475,10 +475,6 @@ def test_modal_built_app_serves_healthz(modal_web: dict[str, Any]) -> None:
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 def test_modal_built_app_full_upload_and_run(modal_web: dict[str, Any]) -> None:
     volumes: FakeModalVolumes = modal_web["volumes"]
     function: FakeAgentFunction = modal_web["function"]
@@ -497,31 +493,14 @@ def test_modal_built_app_full_upload_and_run(modal_web: dict[str, Any]) -> None:
         stored = json.loads((volume.root / "context.json").read_text())
         assert "Resting heart rate" in json.dumps(stored)
 
-        tus = {"Tus-Resumable": "1.0.0"}
-        made = http.post(
-            f"/api/sessions/{sid}/files",
-            headers={
-                **tus,
-                "Upload-Length": str(len(csv)),
-                "Upload-Metadata": (
-                    f"relativePath {_b64('night/vitals.csv')},filetype {_b64('text/csv')}"
-                ),
-            },
+        # two PATCHes, as a resumable client sends them
+        tus_upload(
+            f"http://127.0.0.1:{server.port}",
+            sid,
+            "night/vitals.csv",
+            csv,
+            chunk=(len(csv) + 1) // 2,
         )
-        assert made.status_code == 201, made.text
-        location = made.headers["Location"]
-        half = len(csv) // 2
-        for offset, chunk in ((0, csv[:half]), (half, csv[half:])):
-            patched = http.patch(
-                location,
-                content=chunk,
-                headers={
-                    **tus,
-                    "Upload-Offset": str(offset),
-                    "Content-Type": "application/offset+octet-stream",
-                },
-            )
-            assert patched.status_code == 204, patched.text
         assert (volume.root / "data" / "night" / "vitals.csv").read_bytes() == csv
 
         with ws_connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/ws?since=0") as ws:
