@@ -47,7 +47,7 @@ bench: $(VENV)/.dev
 	@status=0; for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || status=1; done; exit $$status
 
 soak: $(VENV)/.dev
-	$(PY) -m pytest tests/soak -m slow -p no:cacheprovider
+	$(PY) -m pytest tests/soak -m slow -p no:cacheprovider -rP
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
