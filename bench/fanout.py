@@ -27,7 +27,6 @@ SSE p99 <= 250 ms; SSE-only deliveries/s >= 3x Flask with a lower SSE p99.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -43,8 +42,10 @@ from harness import (
     PY,
     Server,
     Targets,
+    create_session,
     dashboard,
     free_port,
+    log_token,
     median,
     percentile,
     table,
@@ -80,13 +81,8 @@ def open_session(server: Server, data_dir: Path | None) -> tuple[str, str]:
         sid = "0" * 32
         token = httpx.post(f"{server.url}/bench/token/{sid}", timeout=10).json()["log_token"]
         return sid, token
-    resp = httpx.post(
-        f"{server.url}/api/sessions", json={"experiment_context": "Fan-out benchmark."}, timeout=10
-    )
-    resp.raise_for_status()
-    sid = resp.json()["session_id"]
-    token = json.loads((data_dir / "sessions" / f"{sid}.json").read_text())["log_token"]
-    return sid, token
+    sid = create_session(server, "Fan-out benchmark.")
+    return sid, log_token(data_dir, sid)
 
 
 def measure(

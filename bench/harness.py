@@ -156,6 +156,21 @@ def dashboard(
     return Server(name, [PY, "-m", "dashboard", *args], port, log_dir, env=env)
 
 
+def create_session(server: Server, context: str) -> str:
+    """A new dashboard session's id."""
+    resp = httpx.post(
+        f"{server.url}/api/sessions", json={"experiment_context": context}, timeout=10
+    )
+    resp.raise_for_status()
+    return str(resp.json()["session_id"])
+
+
+def log_token(data_dir: Path, session_id: str) -> str:
+    """A session's log token, read from its record (no response ever carries it)."""
+    record = json.loads((data_dir / "sessions" / f"{session_id}.json").read_text())
+    return str(record["log_token"])
+
+
 def uvicorn_app(name: str, app: str, log_dir: Path, env: Mapping[str, str] | None = None) -> Server:
     """A reference ASGI app on the dashboard's stack: uvicorn with httptools + uvloop."""
     port = free_port()

@@ -15,7 +15,6 @@ Targets: server RSS <= 250 MiB with every client connected; broadcast p99 <= 250
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import shutil
 import sys
@@ -27,7 +26,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import MIB, RssSampler, Targets, dashboard, median, percentile, table
+from harness import (
+    MIB,
+    RssSampler,
+    Targets,
+    create_session,
+    dashboard,
+    log_token,
+    median,
+    percentile,
+    table,
+)
 from loadgen import HELLO, ClientFleet, latencies
 
 
@@ -52,13 +61,8 @@ def main() -> int:
         for round_no in range(args.runs):
             data_dir = work / f"dash-{round_no}"
             with dashboard(data_dir, work) as dash, RssSampler(dash, 0.05) as rss:
-                resp = httpx.post(
-                    f"{dash.url}/api/sessions",
-                    json={"experiment_context": "Scale benchmark."},
-                    timeout=10,
-                )
-                sid = resp.json()["session_id"]
-                token = json.loads((data_dir / "sessions" / f"{sid}.json").read_text())["log_token"]
+                sid = create_session(dash, "Scale benchmark.")
+                token = log_token(data_dir, sid)
                 fleet = ClientFleet(
                     "127.0.0.1",
                     dash.port,

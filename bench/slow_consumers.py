@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import shutil
 import socket
@@ -36,7 +35,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Server, Targets, dashboard, median, percentile, table
+from harness import (
+    Server,
+    Targets,
+    create_session,
+    dashboard,
+    log_token,
+    median,
+    percentile,
+    table,
+)
 from loadgen import HELLO, ClientFleet, latencies
 
 CUTOFF_TARGET_S = 10.5  # DESIGN: cut off once blocked > 10 s; 0.5 s for the 0.1 s polls
@@ -113,13 +121,8 @@ class CutoffWatch:
 
 
 def phase(server: Server, data_dir: Path, args: argparse.Namespace, stuck: bool) -> dict[str, Any]:
-    resp = httpx.post(
-        f"{server.url}/api/sessions",
-        json={"experiment_context": "Slow consumer benchmark."},
-        timeout=10,
-    )
-    sid = resp.json()["session_id"]
-    token = json.loads((data_dir / "sessions" / f"{sid}.json").read_text())["log_token"]
+    sid = create_session(server, "Slow consumer benchmark.")
+    token = log_token(data_dir, sid)
     batch = 50
     posts = int(args.seconds * args.rate / batch)
     lines = posts * batch

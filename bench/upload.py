@@ -40,7 +40,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import MIB, RssSampler, Server, Targets, dashboard, median, table, uvicorn_app
+from harness import (
+    MIB,
+    RssSampler,
+    Server,
+    Targets,
+    create_session,
+    dashboard,
+    median,
+    table,
+    uvicorn_app,
+)
 from rawhttp import Connection
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -160,13 +170,7 @@ def wait_run_done(server: Server, sid: str, timeout: float = 60.0) -> None:
 
 
 def new_session(server: Server) -> str:
-    resp = httpx.post(
-        f"{server.url}/api/sessions",
-        json={"experiment_context": "Benchmark upload of one random file."},
-        timeout=10,
-    )
-    resp.raise_for_status()
-    return str(resp.json()["session_id"])
+    return create_session(server, "Benchmark upload of one random file.")
 
 
 def main() -> int:
@@ -237,19 +241,22 @@ def main() -> int:
             def dash_file(sid: str, name: str, root: Path = data_dir) -> Path:
                 return root / "volumes" / f"dataset-volume-{sid}" / "data" / name
 
-            def one_round(round_no: int) -> None:
-                timed("raw/stream", raw, lambda: raw_stream(raw, src, size, chunk, raw_dir))
-
-                sid = new_session(dash)
-                name = f"r{round_no}-stream.bin"
+            def dash_tus_stream(label: str, server: Server, root: Path, name: str) -> None:
+                """One tus upload with the streaming client into a new session of ``server``."""
+                sid = new_session(server)
                 run_tus = tus_stream_to(
                     f"/api/sessions/{sid}/files", {"Upload-Metadata": metadata(relativePath=name)}
                 )
                 timed(
-                    "tus/stream",
-                    dash,
-                    lambda: (run_tus(dash, src, size, chunk), dash_file(sid, name))[1],
+                    label,
+                    server,
+                    lambda: (run_tus(server, src, size, chunk), dash_file(sid, name, root))[1],
                 )
+
+            def one_round(round_no: int) -> None:
+                timed("raw/stream", raw, lambda: raw_stream(raw, src, size, chunk, raw_dir))
+
+                dash_tus_stream("tus/stream", dash, data_dir, f"r{round_no}-stream.bin")
 
                 run_tps = tus_stream_to("/files", {"Upload-Metadata": metadata(filename="f")})
                 timed(
@@ -289,18 +296,8 @@ def main() -> int:
                 wait_run_done(dash, holder["sid"])
 
                 # diagnostic, not a target: the same server code with fsync a no-op
-                sid4 = new_session(nosync)
-                name4 = f"r{round_no}-nofsync.bin"
-                run_nosync = tus_stream_to(
-                    f"/api/sessions/{sid4}/files", {"Upload-Metadata": metadata(relativePath=name4)}
-                )
-                timed(
-                    "(diag) tus/stream no-fsync",
-                    nosync,
-                    lambda: (
-                        run_nosync(nosync, src, size, chunk),
-                        dash_file(sid4, name4, nosync_dir),
-                    )[1],
+                dash_tus_stream(
+                    "(diag) tus/stream no-fsync", nosync, nosync_dir, f"r{round_no}-nofsync.bin"
                 )
                 print(
                     f"round {round_no + 1}/{args.runs}: "

@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 from api.deps import WorkspaceDep, client_id
 from api.sse import END_EVENT, sse_batch, ws_frame
 from dashboard.errors import InvalidInput, NotFound
-from dashboard.hub import Event, EventHub, Subscription
+from dashboard.hub import EventHub, Subscription
 from dashboard.workspace import Workspace
 
 router = APIRouter(tags=["streams"])
@@ -141,10 +141,6 @@ async def _pump_ws(
                     break
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     return
-            if any(isinstance(i, Event) and i.terminal for i in batch) and _finished(
-                hub, session_id, sub
-            ):
-                break
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(code), 1.0)
     finally:
