@@ -16,7 +16,7 @@ MAX_JSON_BODY_BYTES = 4 * 1024 * 1024  # DESIGN: at least 1 MiB; larger → 413
 CLIENT_COOKIE = "dashboard_client"
 
 
-def get_workspace(conn: HTTPConnection) -> Workspace:
+async def get_workspace(conn: HTTPConnection) -> Workspace:
     workspace: Workspace = conn.app.state.workspace
     return workspace
 
@@ -24,14 +24,14 @@ def get_workspace(conn: HTTPConnection) -> Workspace:
 WorkspaceDep = Annotated[Workspace, Depends(get_workspace)]
 
 
-def get_session(session_id: str, workspace: WorkspaceDep) -> SessionRecord:
+async def get_session(session_id: str, workspace: WorkspaceDep) -> SessionRecord:
     return workspace.session(session_id)
 
 
 SessionDep = Annotated[SessionRecord, Depends(get_session)]
 
 
-def public_url(request: Request) -> str:
+async def public_url(request: Request) -> str:
     """DASHBOARD_PUBLIC_URL, else the deployment's own URL, else the request's base URL."""
     workspace: Workspace = request.app.state.workspace
     if workspace.settings.public_url:
