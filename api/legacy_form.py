@@ -7,6 +7,7 @@ byte is written. Text fields are kept, each bounded in size.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dashboard.errors import Conflict, MalformedRequest, TooLarge
 from dashboard.paths import clean_relative_path
+from dashboard.syncer import SyncedFile, Syncer
 
 MAX_FIELD_BYTES = 1024 * 1024  # a text field (the experiment context) beyond this is refused
 MAX_PARTS = 100_000
@@ -52,20 +54,21 @@ class ParsedForm:
 
 
 class LegacyFormReader:
-    def __init__(self, content_type: str, staging: Path) -> None:
+    def __init__(self, content_type: str, staging: Path, syncer: Syncer) -> None:
         ctype, params = parse_options_header(content_type)
         boundary = params.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
             raise MalformedRequest("POST /upload takes multipart/form-data with a boundary.")
         self.staging = staging
+        self._syncer = syncer
         self.form = ParsedForm()
         self._header_field = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
         self._field_name: str | None = None
         self._field_buf = bytearray()
-        self._fd: int | None = None
-        self._unsynced: list[int] = []  # finished files whose fsync is still due
+        self._file: SyncedFile | None = None  # the file part being written
+        self._finishing: list[asyncio.Future[None]] = []  # files whose last sync is due
         self._current: StagedFile | None = None
         self._names: set[str] = set()
         self._parts = 0
@@ -122,17 +125,20 @@ class LegacyFormReader:
         self._names.add(relative)
         staged = StagedFile(relative, self.staging / f"{len(self.form.files):06d}.part")
         self.staging.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._file = self._syncer.track(
+            os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        )
         self._current = staged
         self.form.files.append(staged)
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._fd is not None and self._current is not None:
+        if self._file is not None and self._current is not None:
             view = memoryview(data)[start:end]
             while view:
-                written = os.write(self._fd, view)
+                written = os.write(self._file.fd, view)
                 view = view[written:]
                 self._current.size += written
+                self._file.wrote(written)
         elif self._field_name is not None:
             if len(self._field_buf) + end - start > MAX_FIELD_BYTES:
                 raise TooLarge(
@@ -141,10 +147,10 @@ class LegacyFormReader:
             self._field_buf += data[start:end]
 
     def _part_end(self) -> None:
-        if self._fd is not None:
-            # fsync off the event loop: the route calls sync_finished() in a thread
-            self._unsynced.append(self._fd)
-            self._fd = None
+        if self._file is not None:
+            # made durable by the syncer while the next parts arrive; settle() waits
+            self._finishing.append(self._file.finish())
+            self._file = None
         elif self._field_name is not None:
             try:
                 text = self._field_buf.decode("utf-8")
@@ -159,27 +165,21 @@ class LegacyFormReader:
 
     def finish(self) -> ParsedForm:
         self._parser.finalize()
-        if self._fd is not None:
-            self.close()
+        if self._file is not None:
             raise MalformedRequest("The multipart body ended in the middle of a file.")
         return self.form
 
-    @property
-    def has_unsynced(self) -> bool:
-        return bool(self._unsynced)
+    async def settle(self) -> None:
+        """Wait until every finished file is durable and closed; raise a sync error."""
+        finishing, self._finishing = self._finishing, []
+        for error in await asyncio.gather(*finishing, return_exceptions=True):
+            if isinstance(error, BaseException):
+                raise error
 
-    def sync_finished(self) -> None:
-        """fsync and close every finished file (blocking: run it in a worker thread)."""
-        while self._unsynced:
-            fd = self._unsynced.pop()
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        while self._unsynced:
-            os.close(self._unsynced.pop())
+    async def aclose(self) -> None:
+        """Close every file, finished or not (on any exit of the request)."""
+        if self._file is not None:
+            self._finishing.append(self._file.finish())
+            self._file = None
+        await asyncio.gather(*self._finishing, return_exceptions=True)
+        self._finishing = []

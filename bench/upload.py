@@ -55,6 +55,12 @@ from rawhttp import Connection
 
 TUS = {"Tus-Resumable": "1.0.0"}
 AGENT = "tests.agents:chatty"
+# diagnostic server variant: every fsync and fdatasync a no-op (what durability costs)
+NO_FSYNC = (
+    "import os\nos.fsync = os.fdatasync = lambda fd: None\n"
+    "import dashboard.uploads\ndashboard.uploads._sync_file_range = None"
+)
+DISK = "(ref) disk: write + fdatasync"
 
 
 def make_file(path: Path, size: int) -> str:
@@ -82,6 +88,24 @@ def metadata(**values: str) -> str:
 
 
 # -- contenders: each uploads ``src`` and returns where the server stored it -------------
+
+
+def disk_durable(src: Path, dest: Path) -> None:
+    """The disk's own ceiling for a durable store: write the file, then one fdatasync.
+
+    No network and no server: what any upload that acknowledges only durable bytes
+    (DESIGN's tus rule) is bound by, on this disk, in this run.
+    """
+    with open(src, "rb") as f_in:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while block := f_in.read(MIB):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
 
 def raw_stream(server: Server, src: Path, size: int, chunk: int, files_dir: Path) -> Path:
@@ -211,7 +235,7 @@ def main() -> int:
                 work,
                 {"DASHBOARD_AGENT": AGENT},
                 name="dashboard-nofsync",
-                patch="import os\nos.fsync = lambda fd: None",
+                patch=NO_FSYNC,
             ) as nosync,
         ):
             # warm each server's code paths once with a small upload (not timed)
@@ -255,6 +279,12 @@ def main() -> int:
 
             def one_round(round_no: int) -> None:
                 timed("raw/stream", raw, lambda: raw_stream(raw, src, size, chunk, raw_dir))
+
+                os.sync()
+                start = time.perf_counter()
+                disk_durable(src, work / "durable.bin")
+                times.setdefault(DISK, []).append(time.perf_counter() - start)
+                (work / "durable.bin").unlink()
 
                 dash_tus_stream("tus/stream", dash, data_dir, f"r{round_no}-stream.bin")
 
@@ -318,7 +348,10 @@ def main() -> int:
     print(
         table(
             ["contender", "median MB/s", "median s", "server peak RSS MiB"],
-            [(k, mbps[k], median(v), peaks[k] / MIB) for k, v in times.items()],
+            [
+                (k, mbps[k], median(v), peaks[k] / MIB if k in peaks else "")
+                for k, v in times.items()
+            ],
         )
     )
     r_tus_raw = ratio("tus/stream", "raw/stream")
@@ -343,7 +376,9 @@ def main() -> int:
         f"({mbps['tuspyserver/stream']:.0f}); tus/tuspy {mbps['tus/tuspy']:.0f} = "
         f"{r_tus_tps_tuspy:.2f}x tuspyserver/tuspy ({mbps['tuspyserver/tuspy']:.0f}); legacy "
         f"{mbps['legacy/stream']:.0f} = {r_legacy_raw:.2f}x raw; peak RSS {dash_peak:.0f} MiB; "
-        f"(diag) tus without fsync {ratio('(diag) tus/stream no-fsync', 'raw/stream'):.2f}x raw"
+        f"(diag) tus without fsync {ratio('(diag) tus/stream no-fsync', 'raw/stream'):.2f}x raw; "
+        f"durable disk ceiling {mbps[DISK]:.0f} MB/s = {ratio(DISK, 'raw/stream'):.2f}x raw, "
+        f"tus/stream = {ratio('tus/stream', DISK):.2f}x that ceiling"
     )
     return targets.finish(summary, {"bench": "upload", "mbps": mbps})
 

@@ -102,6 +102,7 @@ class Workspace:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await asyncio.to_thread(self.uploads.close)
 
     async def _sweep_forever(self) -> None:
         last_upload_sweep = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import threading
 import time
@@ -15,7 +16,7 @@ import psutil
 import pytest
 import websockets
 
-from tests.feeds import create_session
+from tests.feeds import create_session, tus_create, tus_upload
 from tests.servers import LiveServer
 
 MIB = 1024 * 1024
@@ -286,3 +287,42 @@ def test_opening_and_dropping_1000_ws_and_sse_connections_leaks_nothing(tmp_path
         assert httpx.get(live.url + "/healthz").json()["status"] == "ok"
     finally:
         live.stop()
+
+
+# -- descriptors of uploads ------------------------------------------------------------------
+
+
+def test_uploads_synced_in_the_background_leave_no_descriptor_open(server: LiveServer) -> None:
+    """The syncer closes every file it took (tus PATCHes, refused ones, legacy parts)."""
+    payload = os.urandom(3 * MIB + 5)
+    warm = create_session(server.url)
+    tus_upload(server.url, warm, "warm.bin", b"w" * 10)
+    fds_before = server_fds(server)
+    sid = create_session(server.url)
+    assert tus_upload(server.url, sid, "deep/big.bin", payload, chunk=MIB)
+    url = server.url + tus_create(server.url, sid, "short.bin", 10).headers["Location"]
+    refused = httpx.patch(
+        url,
+        content=b"x" * MIB,
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert refused.status_code == 413  # Content-Length past Upload-Length: refused up front
+    files = [("files", (f"legacy/{i}.bin", payload, "application/octet-stream")) for i in range(2)]
+    r = httpx.post(
+        server.url + "/upload", files=files, data={"experiment_context": "fd check"}, timeout=60
+    )
+    assert r.status_code == 202, r.text
+    legacy = r.json()["session_id"]
+    stored_files = [(sid, "deep/big.bin"), (legacy, "legacy/0.bin"), (legacy, "legacy/1.bin")]
+    for session, name in stored_files:
+        stored = server.data_dir / "volumes" / f"dataset-volume-{session}" / "data" / name
+        assert stored.read_bytes() == payload
+    wait_until(
+        lambda: server_fds(server) <= fds_before,
+        SETTLE_S,
+        f"the server's descriptors to come back to {fds_before}",
+    )

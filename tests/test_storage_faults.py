@@ -37,6 +37,8 @@ class FaultyWriter(FileWriter):
         self.budget: int | None = None
         self.error = errno.ENOSPC
         self.fail_fsync = False
+        self.failing_syncs = 0  # how many of the next syncs fail, then the disk recovers
+        self.syncs = 0
         self.lock = threading.Lock()
 
     def write(self, fd: int, data: bytes | memoryview) -> int:
@@ -49,7 +51,11 @@ class FaultyWriter(FileWriter):
         return super().write(fd, data)
 
     def fsync(self, fd: int) -> None:
-        if self.fail_fsync:
+        with self.lock:
+            self.syncs += 1
+            failing = self.fail_fsync or self.failing_syncs > 0
+            self.failing_syncs = max(0, self.failing_syncs - 1)
+        if failing:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         super().fsync(fd)
 
@@ -171,3 +177,21 @@ def test_a_failing_fsync_is_not_acknowledged(faulty) -> None:
     r = httpx.patch(url, content=b"01234", headers={**TUS, **OCTET, "Upload-Offset": "0"})
     assert r.status_code == 507, (r.status_code, r.text)
     assert head_offset(url) == 0
+
+
+def test_a_background_sync_that_failed_mid_patch_is_not_acknowledged(faulty) -> None:
+    """Linux reports a writeback error once: the sync that ends the PATCH may succeed
+    although one made while the body streamed in failed. The PATCH must still fail."""
+    server, writer = faulty
+    sid = create_session(server.url)
+    url = server.url + tus_create(server.url, sid, "bg.bin", len(PAYLOAD)).headers["Location"]
+    writer.failing_syncs = 1  # the first sync fails: the background one, after 1 MiB
+    r = httpx.patch(url, content=PAYLOAD, headers={**TUS, **OCTET, "Upload-Offset": "0"})
+    assert_507(r)
+    assert head_offset(url) == 0, "nothing of the PATCH is known durable: all taken back"
+    assert writer.failing_syncs == 0
+    r = httpx.patch(url, content=PAYLOAD, headers={**TUS, **OCTET, "Upload-Offset": "0"})
+    assert r.status_code == 204, r.text
+    assert writer.syncs >= 3, "the resumed PATCH was synced in the background too"
+    (stored,) = data_files(server, sid)
+    assert stored.read_bytes() == PAYLOAD

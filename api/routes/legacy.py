@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import uuid
 
@@ -50,14 +49,14 @@ async def legacy_upload(
     request: Request, workspace: WorkspaceDep, public_url: PublicUrlDep
 ) -> JSONResponse:
     staging = workspace.settings.staging_dir / f"legacy-{uuid.uuid4().hex}"
-    reader = LegacyFormReader(request.headers.get("content-type", ""), staging)
+    reader = LegacyFormReader(
+        request.headers.get("content-type", ""), staging, workspace.uploads.syncer
+    )
     try:
         async for chunk in request.stream():
             reader.feed(chunk)
-            if reader.has_unsynced:
-                await asyncio.to_thread(reader.sync_finished)
         form = reader.finish()
-        await asyncio.to_thread(reader.sync_finished)
+        await reader.settle()
         if not form.files:
             raise InvalidInput.field("files", "choose at least one file to upload.")
         record = await workspace.create_session(
@@ -66,7 +65,7 @@ async def legacy_upload(
         await workspace.add_legacy_files(record, [(f.relative, f.path, f.size) for f in form.files])
         workspace.start_run(record.session_id, public_url)
     finally:
-        reader.close()
+        await reader.aclose()
         shutil.rmtree(staging, ignore_errors=True)
     sid = record.session_id
     body = {
