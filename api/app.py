@@ -13,6 +13,8 @@ from fastapi.templating import Jinja2Templates
 
 from api import problems
 from api.routes import legacy, log, pages, sessions, streams, tus
+from api.send_deadline import SendDeadlines
+from api.sse import FrameCache
 from dashboard.config import Settings
 from dashboard.runner import AgentLauncher
 from dashboard.uploads import FileWriter
@@ -63,6 +65,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.frames = FrameCache()
+    app.state.send_deadlines = SendDeadlines(streams.SEND_DEADLINE_S)
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.state.public_url_resolver = public_url_resolver
     problems.install(app)

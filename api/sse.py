@@ -38,3 +38,50 @@ def ws_frame(batch: list[Item]) -> str:
         )
         + "]"
     )
+
+
+FrameKey = tuple[str, str, int, int, int]
+
+
+class FrameCache:
+    """Frames built lately, by batch: viewers of one session woken by the same burst get
+    the same batch, so its frame is built once for all of them.
+
+    Only batches of one session's events are cached: a viewer of a session receives every
+    event of it after its position, so a batch is fixed by its session, its first and last
+    seq and its length. A batch that starts with a ``reset`` (the only place the hub puts
+    one: ahead of a replay) is built each time.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._frames: dict[FrameKey, str | bytes] = {}
+
+    def _key(self, kind: str, session_id: str | None, batch: list[Item]) -> FrameKey | None:
+        first, last = batch[0], batch[-1]
+        if session_id is None or not isinstance(first, Event) or not isinstance(last, Event):
+            return None
+        return (kind, session_id, first.seq, last.seq, len(batch))
+
+    def _remember(self, key: FrameKey, frame: str | bytes) -> None:
+        if len(self._frames) >= self._size:
+            del self._frames[next(iter(self._frames))]
+        self._frames[key] = frame
+
+    def ws(self, batch: list[Item], session_id: str | None) -> str:
+        key = self._key("ws", session_id, batch)
+        frame = self._frames.get(key) if key else None
+        if not isinstance(frame, str):
+            frame = ws_frame(batch)
+            if key:
+                self._remember(key, frame)
+        return frame
+
+    def sse(self, batch: list[Item], session_id: str | None, *, named: bool) -> bytes:
+        key = self._key("sse" if named else "sse-plain", session_id, batch)
+        frame = self._frames.get(key) if key else None
+        if not isinstance(frame, bytes):
+            frame = sse_batch(batch, named=named)
+            if key:
+                self._remember(key, frame)
+        return frame

@@ -1,8 +1,11 @@
 """Load-generator processes: many WebSocket and SSE followers of one session feed.
 
-Each process runs uvloop and holds ``n_ws`` WebSocket clients (the websockets library,
-no compression) and ``n_sse`` SSE clients (a raw asyncio protocol that makes one pass
-over each socket read: the tail after the last blank line waits for the next read). Log
+Each process runs uvloop and holds ``n_ws`` WebSocket clients and ``n_sse`` SSE clients,
+both raw asyncio protocols that make one pass over each socket read, so that the figures
+measure the server, not the client: the SSE client cuts at the last blank line, the
+WebSocket client (RFC 6455: handshake with its accept key checked, the server's unmasked
+frames parsed, pings answered with masked pongs, a close frame ends it) scans the text
+frames complete in that read; the tail waits for the next read. Log
 lines carry their index as the message; every client checks that it sees indices
 0..expected-1 exactly once and in order, and records ``(receipt time, first, last)`` per
 read, so the parent computes POST -> receipt latency per line with the shared
@@ -12,8 +15,12 @@ read, so the parent computes POST -> receipt latency per line with the shared
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import multiprocessing as mp
+import os
 import re
+import struct
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -124,33 +131,157 @@ async def follow_sse(
     await done
 
 
-async def follow_ws(
-    url: str, expected: int, result: ClientResult, connected: asyncio.Event
-) -> None:
-    from websockets.asyncio.client import connect
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
-    nxt = 0
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (clients must mask, RFC 6455 5.3); control payloads are <= 125 B."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+class WsFollower(asyncio.Protocol):
+    def __init__(
+        self,
+        path: str,
+        host: str,
+        result: ClientResult,
+        expected: int,
+        done: asyncio.Future[None],
+        connected: asyncio.Event,
+    ) -> None:
+        key = base64.b64encode(os.urandom(16))
+        self.accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.result = result
+        self.expected = expected
+        self.done = done
+        self.connected = connected
+        self.buf = b""
+        self.fragments = b""  # a text message split over frames (not sent by uvicorn)
+        self.upgraded = False
+        self.next = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)
+
+    def _handshake(self, buf: bytes) -> bytes | None:
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        if not sep:
+            self.buf = buf
+            return None
+        lines = head.split(b"\r\n")
+        headers = dict(
+            (k.strip().lower(), v.strip()) for k, _, v in (ln.partition(b":") for ln in lines[1:])
+        )
+        if b" 101 " not in lines[0] or headers.get(b"sec-websocket-accept") != self.accept:
+            self._finish(f"handshake refused: {lines[0]!r}")
+            return None
+        self.upgraded = True
+        self.connected.set()
+        return rest
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buf = self.buf + data if self.buf else data
+        if not self.upgraded:
+            rest = self._handshake(buf)
+            if rest is None:
+                return
+            buf = rest
+        found: list[bytes] = []
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            if b1 & 0x80:
+                self._finish("the server sent a masked frame")
+                return
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                (length,), head = struct.unpack_from("!H", buf, pos + 2), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                (length,), head = struct.unpack_from("!Q", buf, pos + 2), 10
+            start = pos + head
+            end = start + length
+            if end > size:
+                break
+            opcode, fin = b0 & 0x0F, b0 & 0x80
+            if opcode in (OP_TEXT, OP_CONT) and fin and not self.fragments:
+                found.extend(MESSAGE_B.findall(buf, start, end))
+                if not self.result.greeted.is_set() and HELLO_B.search(buf, start, end):
+                    self.result.greeted.set()
+            elif opcode in (OP_TEXT, OP_CONT):
+                self.fragments += buf[start:end]
+                if fin:
+                    found.extend(MESSAGE_B.findall(self.fragments))
+                    if HELLO_B.search(self.fragments):
+                        self.result.greeted.set()
+                    self.fragments = b""
+            elif opcode == OP_PING and self.transport is not None:
+                self.transport.write(masked_frame(OP_PONG, buf[start:end]))
+            elif opcode == OP_CLOSE:
+                code = struct.unpack_from("!H", buf, start)[0] if length >= 2 else None
+                self._finish(f"closed after {self.next} lines (code {code})")
+                return
+            elif opcode != OP_PONG:
+                self._finish(f"unexpected opcode {opcode}")
+                return
+            pos = end
+        self.buf = buf[pos:]
+        if found:
+            self.next = self.result.take(found, now, self.next)
+            if self.next >= self.expected:
+                self._finish(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(f"connection lost after {self.next} lines")
+
+    def _finish(self, error: str | None) -> None:
+        self.connected.set()
+        self.result.greeted.set()
+        if self.done.done():
+            return
+        if error and self.result.error is None:
+            self.result.error = error
+        self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def follow_ws(
+    host: str,
+    port: int,
+    path: str,
+    expected: int,
+    result: ClientResult,
+    connected: asyncio.Event,
+) -> None:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
     try:
-        async with connect(
-            url, compression=None, max_size=None, ping_interval=None, open_timeout=60
-        ) as ws:
-            connected.set()
-            async for frame in ws:
-                now = time.monotonic()
-                text = frame if isinstance(frame, str) else frame.decode()
-                if not result.greeted.is_set() and '"hello"' in text:
-                    result.greeted.set()
-                found = MESSAGE_S.findall(text)
-                if found:
-                    nxt = result.take(found, now, nxt)
-                    if nxt >= expected:
-                        return
-            result.error = f"closed after {nxt} lines (code {ws.close_code})"
-    except Exception as exc:
-        result.error = result.error or f"{type(exc).__name__}: {exc}"
-    finally:
+        await loop.create_connection(
+            lambda: WsFollower(path, f"{host}:{port}", result, expected, done, connected),
+            host,
+            port,
+        )
+    except OSError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
         connected.set()
         result.greeted.set()
+        return
+    await done
 
 
 async def _run(spec: dict[str, Any], conn: Connection) -> list[ClientResult]:
@@ -163,8 +294,9 @@ async def _run(spec: dict[str, Any], conn: Connection) -> list[ClientResult]:
         event = asyncio.Event()
         results.append(result)
         connected.append(event)
-        url = f"ws://{host}:{port}{spec['ws_path']}"
-        tasks.append(asyncio.create_task(follow_ws(url, expected, result, event)))
+        tasks.append(
+            asyncio.create_task(follow_ws(host, port, spec["ws_path"], expected, result, event))
+        )
     sse_connects = []
     for _ in range(spec["n_sse"]):
         result = ClientResult("sse")

@@ -11,7 +11,8 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import HTTPConnection
 
 from api.deps import WorkspaceDep, client_id
-from api.sse import END_EVENT, sse_batch, ws_frame
+from api.send_deadline import SendDeadlines
+from api.sse import END_EVENT, FrameCache
 from dashboard.errors import InvalidInput, NotFound
 from dashboard.hub import EventHub, Subscription
 from dashboard.workspace import Workspace
@@ -19,7 +20,7 @@ from dashboard.workspace import Workspace
 router = APIRouter(tags=["streams"])
 
 HEARTBEAT_S = 15  # SSE comment heartbeat; DESIGN: at least every 15 s
-COALESCE_S = 0.005  # a woken viewer waits this long, so a burst goes out as one frame
+COALESCE_S = 0.002  # a woken viewer waits this long, so a burst goes out as one frame
 SEND_DEADLINE_S = 10.0  # a client whose sends block longer is cut off
 WS_CLOSE_NORMAL = 1000
 WS_CLOSE_POLICY = 1008
@@ -65,7 +66,12 @@ def _finished(hub: EventHub, session_id: str | None, sub: Subscription) -> bool:
 
 
 async def _sse_events(
-    sub: Subscription, hub: EventHub, session_id: str | None, *, named: bool
+    sub: Subscription,
+    hub: EventHub,
+    frames: FrameCache,
+    session_id: str | None,
+    *,
+    named: bool,
 ) -> AsyncIterator[bytes]:
     try:
         if _finished(hub, session_id, sub):
@@ -76,7 +82,7 @@ async def _sse_events(
             if sub.overflowed or sub.closed:
                 return  # cut off: the client reconnects with Last-Event-ID
             if batch:
-                yield sse_batch(batch, named=named)
+                yield frames.sse(batch, session_id, named=named)
             if _finished(hub, session_id, sub):
                 if named:
                     yield END_EVENT
@@ -96,20 +102,28 @@ async def session_events(
     since = stream_position(request)
     workspace.session(session_id)
     sub = workspace.hub.subscribe_session(session_id, since)
-    return _sse_response(_sse_events(sub, workspace.hub, session_id, named=True))
+    return _sse_response(
+        _sse_events(sub, workspace.hub, request.app.state.frames, session_id, named=True)
+    )
 
 
 @router.get("/stream")
 async def legacy_stream(request: Request, workspace: WorkspaceDep) -> EventSourceResponse:
     since = stream_position(request)
     sub = _subscribe_legacy(workspace, request, since)
-    return _sse_response(_sse_events(sub, workspace.hub, None, named=False))
+    return _sse_response(
+        _sse_events(sub, workspace.hub, request.app.state.frames, None, named=False)
+    )
 
 
 async def _pump_ws(
     websocket: WebSocket, sub: Subscription, hub: EventHub, session_id: str | None
 ) -> None:
     """Send batches until the session ends, the client leaves, or it falls too far behind."""
+    frames: FrameCache = websocket.app.state.frames
+    deadlines: SendDeadlines = websocket.app.state.send_deadlines
+    me = asyncio.current_task()
+    assert me is not None
 
     async def watch_disconnect() -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
@@ -132,15 +146,19 @@ async def _pump_ws(
                 code = WS_CLOSE_TRY_AGAIN
                 break
             if batch:
+                deadlines.begin(me)  # no timer per frame: api/send_deadline.py
                 try:
-                    # asyncio.timeout, not wait_for: no extra task per frame (bench/fanout.py)
-                    async with asyncio.timeout(SEND_DEADLINE_S):
-                        await websocket.send_text(ws_frame(batch))
-                except TimeoutError:
+                    await websocket.send_text(frames.ws(batch, session_id))
+                except asyncio.CancelledError:
+                    if not deadlines.expired(me):
+                        raise
+                    me.uncancel()
                     code = WS_CLOSE_POLICY
                     break
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     return
+                finally:
+                    deadlines.end(me)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(code), 1.0)
     finally:
