@@ -22,6 +22,10 @@ from dashboard.syncer import SyncedFile, Syncer
 
 MAX_FIELD_BYTES = 1024 * 1024  # a text field (the experiment context) beyond this is refused
 MAX_PARTS = 100_000
+# A form's file is acknowledged once, at the end of the request, not per chunk as a tus
+# PATCH is: larger background syncs keep the disk busier for fewer journal commits
+# (bench/upload.py: 0.79x -> 0.85x the raw POST's rate, against 1 MiB steps).
+SYNC_STEP = 16 * 1024 * 1024
 MAX_PART_HEADER_BYTES = 16 * 1024  # room for a 4096-byte path even when escaped (filename*)
 _FILENAME = re.compile(r'filename="((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 _FILENAME_STAR = re.compile(r"filename\*=([^;]+)", re.IGNORECASE)
@@ -126,7 +130,7 @@ class LegacyFormReader:
         staged = StagedFile(relative, self.staging / f"{len(self.form.files):06d}.part")
         self.staging.mkdir(parents=True, exist_ok=True)
         self._file = self._syncer.track(
-            os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), step=SYNC_STEP
         )
         self._current = staged
         self.form.files.append(staged)

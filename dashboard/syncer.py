@@ -49,14 +49,14 @@ class Syncer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def track(self, fd: int, position: int = 0) -> SyncedFile:
+    def track(self, fd: int, position: int = 0, *, step: int | None = None) -> SyncedFile:
         """Take charge of ``fd``, whose writes start at ``position``: from now on it is
-        closed by ``SyncedFile.finish``."""
+        closed by ``SyncedFile.finish``. ``step`` overrides the syncer's for this file."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="syncer", daemon=True)
                 self._thread.start()
-        return SyncedFile(self, fd, position)
+        return SyncedFile(self, fd, position, step or self.step)
 
     def _submit(self, file: SyncedFile, final: bool) -> None:
         self._queue.put((file, final))
@@ -89,11 +89,12 @@ class Syncer:
 class SyncedFile:
     """One file being written on the event loop while the syncer makes it durable."""
 
-    def __init__(self, syncer: Syncer, fd: int, position: int) -> None:
+    def __init__(self, syncer: Syncer, fd: int, position: int, step: int) -> None:
         self.fd = fd
         self.error: OSError | None = None
         self.queued = False
         self._syncer = syncer
+        self._step = step
         self._unsynced = 0
         self._unkicked = 0
         self._kicked_to = position  # writeback has been started up to here
@@ -109,7 +110,7 @@ class SyncedFile:
             self._kicked_to += self._unkicked
             self._unkicked = 0
         self._unsynced += count
-        if self._unsynced >= syncer.step and not self.queued:
+        if self._unsynced >= self._step and not self.queued:
             self._unsynced = 0
             self.queued = True
             syncer._submit(self, final=False)

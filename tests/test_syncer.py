@@ -173,3 +173,17 @@ def test_close_stops_the_thread_and_the_next_file_starts_it_again(
     fd = asyncio.run(write_blocks(syncer, tmp_path / "b.part", 2))
     assert is_closed(fd, tmp_path / "b.part")
     assert recorder.syncs[-1] == 2 * 4 * KIB
+
+
+def test_a_file_can_have_its_own_step(syncer: Syncer, recorder: Recorder, tmp_path: Path) -> None:
+    async def run() -> None:
+        synced = syncer.track(open_append(tmp_path / "s.part"), step=64 * KIB)
+        for _ in range(15):  # 60 KiB: past the syncer's 16 KiB step, short of this file's
+            synced.wrote(os.write(synced.fd, b"s" * 4 * KIB))
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)
+        assert recorder.syncs == [], "no background sync before the file's own step"
+        await synced.finish()
+
+    asyncio.run(run())
+    assert recorder.syncs == [60 * KIB], "only the final sync"
