@@ -15,6 +15,7 @@ from api import problems
 from api.routes import legacy, log, pages, sessions, streams, tus
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
+from api.transports import DashboardApp
 from dashboard.config import Settings
 from dashboard.runner import AgentLauncher
 from dashboard.uploads import FileWriter
@@ -57,7 +58,7 @@ def create_app(
         finally:
             await workspace.shutdown()
 
-    app = FastAPI(
+    app = DashboardApp(
         title="Dataset dashboard",
         version="1.0.0",
         lifespan=lifespan,

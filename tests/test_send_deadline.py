@@ -7,6 +7,7 @@ the app built with a 1 s deadline) with one viewer that never reads and one that
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import socket
 import threading
@@ -131,21 +132,37 @@ def followed(url: str) -> int:
     return int(httpx.get(url + "/healthz", timeout=10).json()["sessions_followed"])
 
 
-def never_reading_viewer(port: int, path: str) -> socket.socket:
-    """A WebSocket viewer that completes the handshake, then never reads again."""
+def never_reading_viewer(port: int, path: str, *, websocket: bool) -> socket.socket:
+    """A viewer that reads the response head, then never reads again."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        if websocket
+        else "Accept: text/event-stream\r\n"
     )
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{upgrade}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
-        head += sock.recv(1)  # byte by byte: nothing past the handshake is read
-    assert head.startswith(b"HTTP/1.1 101"), head
+        head += sock.recv(1)  # byte by byte: nothing past the head is read
+    assert head.startswith(b"HTTP/1.1 101" if websocket else b"HTTP/1.1 200"), head
     return sock
+
+
+def reset_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server drops the connection (a reset) while this side reads nothing.
+
+    Reading would let a held socket drain and close politely, so the test looks at the
+    socket's pending error instead.
+    """
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_viewer_that_never_reads_is_cut_off_and_the_others_get_everything(
@@ -157,13 +174,14 @@ def test_a_viewer_that_never_reads_is_cut_off_and_the_others_get_everything(
     record = json.loads((data_dir / "sessions" / f"{sid}.json").read_text())
     auth = {"Authorization": f"Bearer {record['log_token']}"}
     path = f"/api/sessions/{sid}/ws?since=0"
-    stuck = never_reading_viewer(server.port, path)
+    stuck = never_reading_viewer(server.port, path, websocket=True)
+    stuck_sse = never_reading_viewer(server.port, f"/api/sessions/{sid}/events", websocket=False)
     lines, batch, size = 3000, 50, 1000  # about 3 MB: far past every socket buffer
 
     async def run() -> float:
         async with websockets.connect(f"ws://127.0.0.1:{server.port}{path}") as healthy:
             deadline = time.monotonic() + 10
-            while followed(url) < 2:
+            while followed(url) < 3:
                 assert time.monotonic() < deadline, "both viewers subscribed"
                 await asyncio.sleep(0.02)
             async with httpx.AsyncClient(base_url=url, headers=auth, timeout=10) as poster:
@@ -179,13 +197,17 @@ def test_a_viewer_that_never_reads_is_cut_off_and_the_others_get_everything(
                 frame = json.loads(await asyncio.wait_for(healthy.recv(), 10))
                 got.extend(int(e["data"]["message"][:6]) for e in frame if e["type"] == "log")
             assert got == list(range(lines)), "the reading viewer got every line, in order"
-            while followed(url) > 1:  # the stuck one is dropped, the healthy one stays
-                assert time.monotonic() - posted < 8, "the stuck viewer was cut off"
+            while followed(url) > 1:  # the stuck ones are dropped, the healthy one stays
+                assert time.monotonic() - posted < 8, "the stuck viewers were cut off"
                 await asyncio.sleep(0.05)
             return time.monotonic() - posted
 
     try:
         cut_after = asyncio.run(run())
+        assert cut_after < 8
+        # and their sockets are gone, not held until the peers read again
+        assert reset_by_server(stuck, within=5), "the stuck WebSocket's socket was dropped"
+        assert reset_by_server(stuck_sse, within=5), "the stuck SSE socket was dropped"
     finally:
         stuck.close()
-    assert cut_after < 8
+        stuck_sse.close()

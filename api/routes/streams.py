@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from api.deps import WorkspaceDep, client_id
 from api.send_deadline import SendDeadlines
 from api.sse import END_EVENT, FrameCache
+from api.transports import FeedResponse, abort_connection
 from dashboard.errors import InvalidInput, NotFound
 from dashboard.hub import EventHub, Subscription
 from dashboard.workspace import Workspace
@@ -92,7 +93,7 @@ async def _sse_events(
 
 
 def _sse_response(body: AsyncIterator[bytes]) -> EventSourceResponse:
-    return EventSourceResponse(body, ping=HEARTBEAT_S, send_timeout=SEND_DEADLINE_S)
+    return FeedResponse(body, ping=HEARTBEAT_S, send_timeout=SEND_DEADLINE_S)
 
 
 @router.get("/api/sessions/{session_id}/events")
@@ -159,8 +160,14 @@ async def _pump_ws(
                     return
                 finally:
                     deadlines.end(me)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(websocket.close(code), 1.0)
+        if code == WS_CLOSE_POLICY:
+            abort_connection(websocket.scope)  # its sends block: a close frame cannot go out
+        else:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                try:
+                    await asyncio.wait_for(websocket.close(code), 1.0)
+                except TimeoutError:
+                    abort_connection(websocket.scope)  # too slow a reader to take the close
     finally:
         sub.close()
         watcher.cancel()

@@ -1,0 +1,64 @@
+"""Dropping a cut-off viewer's socket at once.
+
+A viewer that stops reading is cut off (its backlog overflows or a send passes the
+deadline), but ending its connection the ASGI way (a close frame, the end of a response)
+needs the socket to drain, which it never will: the server would hold the socket and the
+bytes buffered for it until the peer goes away. Where the server exposes the connection's
+transport (uvicorn does: the ``send`` it hands the app is a method of an object with a
+``transport``), the app keeps it in the scope, and a cut-off viewer's transport is
+aborted. Elsewhere (another ASGI server) nothing is kept and the server's own close
+applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
+
+TRANSPORT_KEY = "dashboard.transport"
+
+
+class DashboardApp(FastAPI):
+    """FastAPI that notes each connection's transport (the server's raw ``send``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if callable(getattr(transport, "abort", None)):
+                scope[TRANSPORT_KEY] = transport
+        await super().__call__(scope, receive, send)
+
+
+def abort_connection(scope: MutableMapping[str, Any]) -> bool:
+    """Drop the connection now, buffered bytes and all (a reset); False if unknown.
+
+    A plain close would leave the kernel holding the unsent bytes for a peer that reads
+    nothing; lingering zero seconds makes the close a reset that frees them at once.
+    """
+    transport = scope.pop(TRANSPORT_KEY, None)
+    if transport is None:
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    return True
+
+
+class FeedResponse(EventSourceResponse):
+    """An SSE response whose viewer is dropped at once when a send passes the deadline."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            abort_connection(scope)
