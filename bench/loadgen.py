@@ -52,25 +52,63 @@ class ClientResult:
         return expected_next + len(nums)
 
 
-class SseFollower(asyncio.Protocol):
+class Follower(asyncio.Protocol):
+    """What both raw followers share: the request, the order check, the end."""
+
     def __init__(
-        self, path: str, host: str, result: ClientResult, expected: int, done: asyncio.Future[None]
+        self,
+        request: bytes,
+        result: ClientResult,
+        expected: int,
+        done: asyncio.Future[None],
+        connected: asyncio.Event | None = None,
     ) -> None:
-        self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
-            "Cache-Control: no-store\r\n\r\n"
-        ).encode()
+        self.request = request
         self.result = result
         self.expected = expected
         self.done = done
+        self.connected = connected
         self.buf = b""
-        self.headers_seen = False
         self.next = 0
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(self.request)
+
+    def _took(self, found: list[bytes], now: float) -> None:
+        """One read's worth of line indices: checked, counted, maybe the end."""
+        if found:
+            self.next = self.result.take(found, now, self.next)
+            if self.next >= self.expected:
+                self._finish(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(f"connection lost after {self.next} lines")
+
+    def _finish(self, error: str | None) -> None:
+        if self.connected is not None:
+            self.connected.set()
+        self.result.greeted.set()
+        if self.done.done():
+            return
+        if error and self.result.error is None:
+            self.result.error = error
+        self.done.set_result(None)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class SseFollower(Follower):
+    def __init__(
+        self, path: str, host: str, result: ClientResult, expected: int, done: asyncio.Future[None]
+    ) -> None:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+            "Cache-Control: no-store\r\n\r\n"
+        ).encode()
+        super().__init__(request, result, expected, done)
+        self.headers_seen = False
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -95,24 +133,7 @@ class SseFollower(asyncio.Protocol):
         self.buf = buf[cut + skip :]
         if not self.result.greeted.is_set() and HELLO_B.search(buf, 0, cut):
             self.result.greeted.set()
-        found = MESSAGE_B.findall(buf, 0, cut)
-        if found:
-            self.next = self.result.take(found, now, self.next)
-            if self.next >= self.expected:
-                self._finish(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._finish(f"connection lost after {self.next} lines")
-
-    def _finish(self, error: str | None) -> None:
-        self.result.greeted.set()
-        if self.done.done():
-            return
-        if error and self.result.error is None:
-            self.result.error = error
-        self.done.set_result(None)
-        if self.transport is not None:
-            self.transport.close()
+        self._took(MESSAGE_B.findall(buf, 0, cut), now)
 
 
 async def follow_sse(
@@ -142,7 +163,7 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
 
 
-class WsFollower(asyncio.Protocol):
+class WsFollower(Follower):
     def __init__(
         self,
         path: str,
@@ -154,24 +175,14 @@ class WsFollower(asyncio.Protocol):
     ) -> None:
         key = base64.b64encode(os.urandom(16))
         self.accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-        self.request = (
+        request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
-        self.result = result
-        self.expected = expected
-        self.done = done
-        self.connected = connected
-        self.buf = b""
+        super().__init__(request, result, expected, done, connected)
         self.fragments = b""  # a text message split over frames (not sent by uvicorn)
         self.upgraded = False
-        self.next = 0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)
 
     def _handshake(self, buf: bytes) -> bytes | None:
         head, sep, rest = buf.partition(b"\r\n\r\n")
@@ -186,7 +197,8 @@ class WsFollower(asyncio.Protocol):
             self._finish(f"handshake refused: {lines[0]!r}")
             return None
         self.upgraded = True
-        self.connected.set()
+        if self.connected is not None:
+            self.connected.set()
         return rest
 
     def data_received(self, data: bytes) -> None:
@@ -240,24 +252,7 @@ class WsFollower(asyncio.Protocol):
                 return
             pos = end
         self.buf = buf[pos:]
-        if found:
-            self.next = self.result.take(found, now, self.next)
-            if self.next >= self.expected:
-                self._finish(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._finish(f"connection lost after {self.next} lines")
-
-    def _finish(self, error: str | None) -> None:
-        self.connected.set()
-        self.result.greeted.set()
-        if self.done.done():
-            return
-        if error and self.result.error is None:
-            self.result.error = error
-        self.done.set_result(None)
-        if self.transport is not None:
-            self.transport.close()
+        self._took(found, now)
 
 
 async def follow_ws(

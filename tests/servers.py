@@ -1,4 +1,6 @@
-"""Real servers for tests: the dashboard under uvicorn in a child process on a free port."""
+"""Real servers for tests: the dashboard under uvicorn on a free loopback port, in a child
+process (``LiveServer``) or in a thread of the test process (``InProcessServer``, for an app
+built with test seams such as a faulty storage writer)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30.0
@@ -101,3 +106,32 @@ class LiveServer:
         self.kill()
         self.port = free_port()
         return self.start()
+
+
+class InProcessServer:
+    """A real uvicorn serving ``app`` from a thread of the test process."""
+
+    def __init__(self, app: Any, data_dir: Path) -> None:
+        self.app = app
+        self.data_dir = data_dir
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> InProcessServer:
+        self.thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(START_TIMEOUT_S)
+        assert not self.thread.is_alive(), "uvicorn did not stop"

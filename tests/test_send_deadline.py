@@ -10,14 +10,12 @@ import asyncio
 import errno
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
 from api.app import create_app
@@ -25,7 +23,7 @@ from api.routes import streams
 from api.send_deadline import SendDeadlines
 from dashboard.config import Settings
 from tests.feeds import create_session
-from tests.servers import free_port
+from tests.servers import InProcessServer
 
 
 def test_a_send_blocked_past_the_deadline_is_cancelled_and_marked() -> None:
@@ -94,38 +92,14 @@ def test_a_cancellation_from_elsewhere_is_not_taken_for_the_deadline() -> None:
     asyncio.run(run())
 
 
-class InProcessServer:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            create_app(Settings(data_dir=data_dir)),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> InProcessServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-
-
 @pytest.fixture
 def short_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[InProcessServer, Path]]:
     monkeypatch.setattr(streams, "SEND_DEADLINE_S", 1.0)
-    with InProcessServer(tmp_path / "data") as server:
-        yield server, tmp_path / "data"
+    data_dir = tmp_path / "data"
+    with InProcessServer(create_app(Settings(data_dir=data_dir)), data_dir) as server:
+        yield server, data_dir
 
 
 def followed(url: str) -> int:
@@ -169,7 +143,7 @@ def test_a_viewer_that_never_reads_is_cut_off_and_the_others_get_everything(
     short_deadline: tuple[InProcessServer, Path],
 ) -> None:
     server, data_dir = short_deadline
-    url = f"http://127.0.0.1:{server.port}"
+    url = server.url
     sid = create_session(url)
     record = json.loads((data_dir / "sessions" / f"{sid}.json").read_text())
     auth = {"Authorization": f"Bearer {record['log_token']}"}

@@ -11,19 +11,17 @@ import errno
 import hashlib
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from dashboard.config import Settings
 from dashboard.uploads import FileWriter
 from tests.feeds import TUS, create_session, tus_create
-from tests.servers import free_port
+from tests.servers import InProcessServer
 
 OCTET = {"Content-Type": "application/offset+octet-stream"}
 PAYLOAD = os.urandom(1024 * 1024 + 17)
@@ -65,37 +63,12 @@ class FaultyWriter(FileWriter):
         self.fail_fsync = False
 
 
-class InProcessServer:
-    def __init__(self, data_dir: Path, writer: FileWriter) -> None:
-        self.data_dir = data_dir
-        app = create_app(Settings(data_dir=data_dir), writer=writer)
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> InProcessServer:
-        self.thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(START_TIMEOUT_S)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
-
-
 @pytest.fixture
 def faulty(tmp_path: Path) -> Iterator[tuple[InProcessServer, FaultyWriter]]:
     writer = FaultyWriter()
-    with InProcessServer(tmp_path / "data", writer) as server:
+    data_dir = tmp_path / "data"
+    app = create_app(Settings(data_dir=data_dir), writer=writer)
+    with InProcessServer(app, data_dir) as server:
         yield server, writer
 
 
