@@ -83,6 +83,7 @@ class SessionStore:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._cache: dict[str, SessionRecord] = {}
+        self._scanned = False  # all records on disk are in the cache
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, session_id: str) -> Path:
@@ -115,8 +116,12 @@ class SessionStore:
         return record
 
     def all(self) -> list[SessionRecord]:
-        for path in self._root.glob("*.json"):
-            sid = path.stem
-            if SESSION_ID.fullmatch(sid) and sid not in self._cache:
-                self._cache[sid] = SessionRecord.from_json(read_json(path))
+        """Every session. The folder is listed once per process: sessions created after
+        that are cached by ``save``, and this store is their only writer."""
+        if not self._scanned:
+            for path in self._root.glob("*.json"):
+                sid = path.stem
+                if SESSION_ID.fullmatch(sid) and sid not in self._cache:
+                    self._cache[sid] = SessionRecord.from_json(read_json(path))
+            self._scanned = True
         return list(self._cache.values())

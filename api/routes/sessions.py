@@ -15,7 +15,7 @@ from dashboard.sessions import SessionRecord
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
 
-def links(request: Request, session_id: str) -> dict[str, str]:
+def links(session_id: str) -> dict[str, str]:
     base = f"/api/sessions/{session_id}"
     return {
         "files": f"{base}/files",
@@ -25,12 +25,12 @@ def links(request: Request, session_id: str) -> dict[str, str]:
     }
 
 
-def created_body(request: Request, record: SessionRecord) -> dict[str, Any]:
+def created_body(record: SessionRecord) -> dict[str, Any]:
     return {
         "session_id": record.session_id,
         "volume_name": record.volume_name,
         "state": record.state,
-        "links": links(request, record.session_id),
+        "links": links(record.session_id),
     }
 
 
@@ -40,7 +40,7 @@ async def create_session(request: Request, workspace: WorkspaceDep) -> JSONRespo
     if not isinstance(body, dict) or "experiment_context" not in body:
         raise InvalidInput.field("experiment_context", "the experiment context is missing.")
     record = await workspace.create_session(body["experiment_context"], client_id(request))
-    return JSONResponse(created_body(request, record), status_code=201)
+    return JSONResponse(created_body(record), status_code=201)
 
 
 @router.get("/{session_id}", response_model=SessionPublic)
@@ -56,6 +56,6 @@ async def start_run(
     body = {
         "session_id": record.session_id,
         "state": record.state,
-        "links": links(request, record.session_id),
+        "links": links(record.session_id),
     }
     return JSONResponse(body, status_code=202)
