@@ -62,6 +62,7 @@ class Syncer:
         self._queue.put((file, final))
 
     def _run(self) -> None:
+        """Serve the queue; no one file's failure may stop the thread (others wait on it)."""
         while (item := self._queue.get()) is not None:
             file, final = item
             if not final:
@@ -69,21 +70,23 @@ class Syncer:
             if file.error is None:
                 try:
                     self._fsync(file.fd)
-                except OSError as exc:
+                except Exception as exc:  # kept for the file's final wait to raise
                     file.error = exc
             if final:
                 try:
                     os.close(file.fd)
-                finally:
-                    file.done()
+                except OSError as exc:
+                    file.error = file.error or exc
+                file.done()
 
     def close(self) -> None:
-        """Finish what is queued, then stop the thread."""
+        """Finish what is queued, then stop the thread. Holds the lock until the thread
+        is gone, so a file tracked meanwhile cannot start a second thread on the queue."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
+                self._thread = None
 
 
 class SyncedFile:
@@ -91,7 +94,7 @@ class SyncedFile:
 
     def __init__(self, syncer: Syncer, fd: int, position: int, step: int) -> None:
         self.fd = fd
-        self.error: OSError | None = None
+        self.error: Exception | None = None
         self.queued = False
         self._syncer = syncer
         self._step = step
@@ -134,7 +137,7 @@ class SyncedFile:
                 future.get_loop().call_soon_threadsafe(_settle, future, self.error)
 
 
-def _settle(future: asyncio.Future[None], error: OSError | None) -> None:
+def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
     if future.done():
         return
     if error is None:

@@ -323,7 +323,7 @@ class UploadManager:
             finally:
                 try:
                     await synced.finish()
-                except OSError as exc:
+                except Exception as exc:  # any failure: not known durable
                     # nothing written by this PATCH is known to be durable: take it back
                     os.truncate(part, start)
                     raise InsufficientStorage(

@@ -187,3 +187,24 @@ def test_a_file_can_have_its_own_step(syncer: Syncer, recorder: Recorder, tmp_pa
 
     asyncio.run(run())
     assert recorder.syncs == [60 * KIB], "only the final sync"
+
+
+def test_a_sync_that_fails_oddly_is_raised_and_the_thread_serves_on(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    calls = []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise RuntimeError("a storage driver bug")
+        recorder.fsync(fd)
+
+    syncer = Syncer(fsync, recorder.writeback)
+    try:
+        with pytest.raises(RuntimeError):
+            asyncio.run(write_blocks(syncer, tmp_path / "odd.part", 1))
+        fd = asyncio.run(write_blocks(syncer, tmp_path / "next.part", 1))
+    finally:
+        syncer.close()
+    assert is_closed(fd, tmp_path / "next.part") and recorder.syncs == [4 * KIB]
