@@ -31,8 +31,12 @@ async def get_session(session_id: str, workspace: WorkspaceDep) -> SessionRecord
 SessionDep = Annotated[SessionRecord, Depends(get_session)]
 
 
-async def public_url(request: Request) -> str:
-    """DASHBOARD_PUBLIC_URL, else the deployment's own URL, else the request's base URL."""
+def public_url(request: Request) -> str:
+    """DASHBOARD_PUBLIC_URL, else the deployment's own URL, else the request's base URL.
+
+    A plain ``def`` on purpose: FastAPI runs it in a worker thread, and the deployment's
+    resolver may block (on Modal it asks the platform for the web function's URL).
+    """
     workspace: Workspace = request.app.state.workspace
     if workspace.settings.public_url:
         return workspace.settings.public_url

@@ -211,7 +211,8 @@ def _is_unknown_body(response: dict[str, Any]) -> bool:
 def document(app: Any) -> None:
     """Make ``app.openapi()`` declare what the app really sends.
 
-    Every operation answers its errors as problem+json ("4XX", plus 507 on the tus routes);
+    Every operation answers its errors as problem+json ("4XX", plus 507 on the routes that
+    store uploads: tus and the legacy form);
     routes that return a bare ``Response`` declare no body, the SSE routes declare
     ``text/event-stream``, instead of FastAPI's guess of JSON.
     """
@@ -229,7 +230,7 @@ def document(app: Any) -> None:
                 if "HTTPValidationError" in str(responses.get("422", {})):
                     responses.pop("422")
                 responses["4XX"] = PROBLEM_RESPONSE
-                if "/files" in path:
+                if "/files" in path or path == "/upload":
                     responses["507"] = PROBLEM_RESPONSE
                 for status, response in responses.items():
                     if status.startswith("2") and _is_unknown_body(response):

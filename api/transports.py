@@ -12,6 +12,7 @@ applies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import struct
@@ -60,5 +61,8 @@ class FeedResponse(EventSourceResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            abort_connection(scope)
+        except* SendTimeoutError:  # the data and the heartbeat sends may both time out
+            if abort_connection(scope):
+                # let the server see the connection lost before the response "returns
+                # unfinished", which it would otherwise log as an error
+                await asyncio.sleep(0)

@@ -245,9 +245,11 @@ class WsFollower(Follower):
                 self.transport.write(masked_frame(OP_PONG, buf[start:end]))
             elif opcode == OP_CLOSE:
                 code = struct.unpack_from("!H", buf, start)[0] if length >= 2 else None
+                self._took(found, now)  # the lines before the close count (may be all)
                 self._finish(f"closed after {self.next} lines (code {code})")
                 return
             elif opcode != OP_PONG:
+                self._took(found, now)
                 self._finish(f"unexpected opcode {opcode}")
                 return
             pos = end

@@ -44,6 +44,20 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, 
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
 
 
+def storage_error(exc: OSError, *, resumable: bool = True) -> Exception:
+    """A disk that is full or failing is a 507; any other OSError stays itself."""
+    if exc.errno in STORAGE_ERRNOS:
+        then = (
+            "the upload can be resumed from its current offset."
+            if resumable
+            else "nothing was stored; send the form again later."
+        )
+        return InsufficientStorage(
+            f"The server could not store the data (disk full or failing); {then}"
+        )
+    return exc
+
+
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """Linux's ``sync_file_range(2)``, which ``os`` lacks; None where libc has none."""
     try:
@@ -331,7 +345,7 @@ class UploadManager:
                         "the upload can be resumed from its current offset."
                     ) from exc
         except OSError as exc:
-            raise self._storage_error(exc) from exc
+            raise storage_error(exc) from exc
         finally:
             record.offset = part.stat().st_size
 
@@ -353,7 +367,7 @@ class UploadManager:
                     digest.update(chunk)
                     written += self._write_all(fd, chunk)
             except OSError as exc:
-                raise self._storage_error(exc) from exc
+                raise storage_error(exc) from exc
         except BaseException:
             os.close(fd)
             side.unlink(missing_ok=True)
@@ -378,7 +392,7 @@ class UploadManager:
             # roll back a partial append so the offset stays what it was
             with contextlib.suppress(OSError):
                 os.truncate(part, record.offset)
-            raise self._storage_error(exc) from exc
+            raise storage_error(exc) from exc
         finally:
             side.unlink(missing_ok=True)
         record.offset = part.stat().st_size
@@ -389,15 +403,6 @@ class UploadManager:
         while total < len(view):
             total += self.writer.write(fd, view[total:])
         return total
-
-    @staticmethod
-    def _storage_error(exc: OSError) -> Exception:
-        if exc.errno in STORAGE_ERRNOS:
-            return InsufficientStorage(
-                "The server could not store the data (disk full or failing); "
-                "the upload can be resumed from its current offset."
-            )
-        return exc
 
     async def complete_empty(self, record: UploadRecord) -> None:
         await self._complete(record)

@@ -311,6 +311,20 @@ def test_uploads_synced_in_the_background_leave_no_descriptor_open(server: LiveS
         },
     )
     assert refused.status_code == 413  # Content-Length past Upload-Length: refused up front
+
+    def past_the_length() -> Iterator[bytes]:  # chunked: found out only while streaming
+        yield b"y" * MIB
+
+    streamed = httpx.patch(
+        url,
+        content=past_the_length(),
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert streamed.status_code == 413 and "Content-Length" not in streamed.request.headers
     files = [("files", (f"legacy/{i}.bin", payload, "application/octet-stream")) for i in range(2)]
     r = httpx.post(
         server.url + "/upload", files=files, data={"experiment_context": "fd check"}, timeout=60

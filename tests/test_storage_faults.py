@@ -168,3 +168,24 @@ def test_a_background_sync_that_failed_mid_patch_is_not_acknowledged(faulty) -> 
     assert writer.syncs >= 3, "the resumed PATCH was synced in the background too"
     (stored,) = data_files(server, sid)
     assert stored.read_bytes() == PAYLOAD
+
+
+def test_a_failing_disk_under_the_legacy_form_is_507_and_creates_nothing(faulty) -> None:
+    server, writer = faulty
+    writer.fail_fsync = True
+    files = [("files", ("exp/a.csv", PAYLOAD, "text/csv"))]
+    r = httpx.post(
+        server.url + "/upload", files=files, data={"experiment_context": "disk test"}, timeout=30
+    )
+    assert_507(r)
+    assert "send the form again" in r.json()["detail"]
+    assert not list((server.data_dir / "sessions").glob("*.json")), "no session was created"
+    volumes = server.data_dir / "volumes"
+    assert not volumes.exists() or not any(volumes.iterdir()), "no volume was created"
+    writer.heal()
+    r = httpx.post(
+        server.url + "/upload", files=files, data={"experiment_context": "disk test"}, timeout=30
+    )
+    assert r.status_code == 202, r.text
+    (stored,) = data_files(server, r.json()["session_id"])
+    assert stored.read_bytes() == PAYLOAD

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,15 +165,50 @@ def test_cancelling_the_wait_still_closes_the_descriptor(
     assert is_closed(fds[0], path)
 
 
-def test_close_stops_the_thread_and_the_next_file_starts_it_again(
+def test_after_close_the_lanes_are_gone_and_files_sync_in_place(
     syncer: Syncer, recorder: Recorder, tmp_path: Path
 ) -> None:
     asyncio.run(write_blocks(syncer, tmp_path / "a.part", 2))
+    assert [t for t in threading.enumerate() if t.name == "syncer"]
     syncer.close()
     assert not [t for t in threading.enumerate() if t.name == "syncer"]
-    fd = asyncio.run(write_blocks(syncer, tmp_path / "b.part", 2))
-    assert is_closed(fd, tmp_path / "b.part")
+    fd = asyncio.run(write_blocks(syncer, tmp_path / "b.part", 2))  # a PATCH during shutdown
+    assert is_closed(fd, tmp_path / "b.part"), "its last sync and close ran in place"
     assert recorder.syncs[-1] == 2 * 4 * KIB
+    assert not [t for t in threading.enumerate() if t.name == "syncer"]
+
+
+def test_a_hung_sync_holds_up_only_the_files_on_its_lane(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    hung: list[int] = []
+
+    def fsync(fd: int) -> None:
+        if hung and fd == hung[0]:
+            release.wait(10)  # a disk that hangs on this one file
+        recorder.fsync(fd)
+
+    syncer = Syncer(fsync, recorder.writeback, lanes=2)
+
+    async def run() -> float:
+        slow = syncer.track(open_append(tmp_path / "slow.part"))
+        hung.append(slow.fd)
+        slow_done = slow.finish()
+        quick = syncer.track(open_append(tmp_path / "quick.part"))  # the next lane
+        started = time.monotonic()
+        await asyncio.wait_for(quick.finish(), 5)
+        took = time.monotonic() - started
+        assert not slow_done.done(), "the hung file is still waiting"
+        release.set()
+        await slow_done
+        return took
+
+    try:
+        assert asyncio.run(run()) < 1.0
+    finally:
+        release.set()
+        syncer.close()
 
 
 def test_a_file_can_have_its_own_step(syncer: Syncer, recorder: Recorder, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from api.deps import PublicUrlDep, WorkspaceDep, client_id
 from api.legacy_form import LegacyFormReader
 from api.schemas import LegacyUploadAccepted
 from dashboard.errors import InvalidInput
+from dashboard.uploads import storage_error
 
 router = APIRouter(tags=["legacy"])
 
@@ -53,10 +54,13 @@ async def legacy_upload(
         request.headers.get("content-type", ""), staging, workspace.uploads.syncer
     )
     try:
-        async for chunk in request.stream():
-            reader.feed(chunk)
-        form = reader.finish()
-        await reader.settle()
+        try:
+            async for chunk in request.stream():
+                reader.feed(chunk)
+            form = reader.finish()
+            await reader.settle()
+        except OSError as exc:  # a full or failing disk: 507, and nothing was created
+            raise storage_error(exc, resumable=False) from exc
         if not form.files:
             raise InvalidInput.field("files", "choose at least one file to upload.")
         record = await workspace.create_session(
