@@ -99,7 +99,7 @@ def _url_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dashboard.client_state import default_state_path
+    from dashboard.client import default_state_path
 
     parser = argparse.ArgumentParser(prog="python -m dashboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

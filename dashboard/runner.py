@@ -53,7 +53,7 @@ def format_timeout(seconds: float) -> str:
 
 
 class LocalProcessLauncher:
-    """Runs ``python -m dashboard.agent_worker`` in its own process group.
+    """Runs ``python -m dashboard.agent.worker`` in its own process group.
 
     A crash, ``os._exit`` or a hang in the agent cannot take the server down; on timeout
     or cancellation the whole group is killed.
@@ -75,7 +75,7 @@ class LocalProcessLauncher:
             try:
                 pgid = int(pid_file.read_text())
                 cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
-                if b"dashboard.agent_worker" in cmdline:
+                if b"dashboard.agent.worker" in cmdline:
                     os.killpg(pgid, signal.SIGKILL)
                     killed += 1
             except (OSError, ValueError):
@@ -106,7 +106,7 @@ class LocalProcessLauncher:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "dashboard.agent_worker",
+            "dashboard.agent.worker",
             str(job_path),
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dashboard import profiling
-from dashboard.agent import Heartbeat, run_agent_remotely
-from dashboard.agent_log import AgentLog
-from dashboard.profile_context import ContextInfo, flag_reasons
+from dashboard.agent import profile as profiling
+from dashboard.agent.builtin import Heartbeat, run_agent_remotely
+from dashboard.agent.context_match import ContextInfo, flag_reasons
+from dashboard.agent.log import AgentLog
 
 GROUPS = ["control", "treatment", "placebo"]
 
@@ -583,3 +583,14 @@ def test_heartbeat_reports_progress_while_a_step_runs() -> None:
     with Heartbeat(Spy(), "profiling big.csv", lambda: "42% done", interval=0.01):
         assert seen.wait(30)
     assert log.lines[0][1].startswith("still profiling big.csv: 42% done (")
+
+
+def test_the_default_agent_is_named_by_both_spellings() -> None:
+    from dashboard.agent.worker import load_agent
+    from dashboard.config import DEFAULT_AGENT
+
+    assert DEFAULT_AGENT == "dashboard.agent.builtin:run_agent_remotely"
+    assert load_agent(DEFAULT_AGENT) is run_agent_remotely
+    assert load_agent("dashboard.agent:run_agent_remotely") is run_agent_remotely
+    with pytest.raises(AttributeError):
+        load_agent("dashboard.agent:no_such_agent")

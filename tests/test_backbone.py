@@ -266,7 +266,7 @@ async def test_session_state_survives_a_restart_and_running_becomes_failed(serve
     assert ws.of_type("status")[-1]["data"]["state"] == "failed"
     assert ws.events[0]["seq"] > first_seq  # one increasing counter, across restarts too
     orphans = subprocess.run(
-        ["pgrep", "-f", f"dashboard.agent_worker .*{running}"], capture_output=True, check=False
+        ["pgrep", "-f", f"dashboard.agent.worker .*{running}"], capture_output=True, check=False
     )
     assert orphans.stdout == b"", "the hanging agent of the killed server was reaped"
 

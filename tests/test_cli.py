@@ -19,7 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from dashboard.client import UsageError, collect_files, load_context, normalise_url, parse_size
+from dashboard.client.command import (
+    UsageError,
+    collect_files,
+    load_context,
+    normalise_url,
+    parse_size,
+)
 from tests.servers import ROOT, LiveServer, free_port
 
 CLI_TIMEOUT_S = 60.0

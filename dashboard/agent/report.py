@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dashboard.profiling import describe_size
+from dashboard.agent.profile import describe_size
 
 MAX_CELL = 80
 

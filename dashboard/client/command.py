@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dashboard.client_api import (
+from dashboard.client.follow import Follower
+from dashboard.client.http import (
     DEFAULT_URL,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -30,10 +31,9 @@ from dashboard.client_api import (
     UsageError,
     problem_detail,
 )
-from dashboard.client_follow import Follower
-from dashboard.client_output import Output, UploadProgress
-from dashboard.client_state import StateEntry, StateStore, state_key
-from dashboard.client_upload import LocalFile, Uploader
+from dashboard.client.output import Output, UploadProgress
+from dashboard.client.state import StateEntry, StateStore, state_key
+from dashboard.client.upload import LocalFile, Uploader
 from dashboard.config import DEFAULT_CHUNK_SIZE
 from dashboard.context import ExperimentContext, validate_context
 from dashboard.errors import InvalidInput
@@ -291,7 +291,7 @@ def run_upload(options: UploadOptions, out: Output | None = None) -> int:
     out = out or Output()
     store = StateStore(options.state_path) if options.state_path else None
     if store is None:
-        from dashboard.client_state import default_state_path
+        from dashboard.client.state import default_state_path
 
         store = StateStore(default_state_path())
     command = UploadCommand(options, out, store)

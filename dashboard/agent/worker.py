@@ -1,4 +1,4 @@
-"""Child-process entry point of a local agent run: ``python -m dashboard.agent_worker JOB``.
+"""Child-process entry point of a local agent run: ``python -m dashboard.agent.worker JOB``.
 
 The job file names the agent (``module:function``), the volume, the context and the
 HTTP log target. The outcome is written atomically to the job's ``result_path`` as
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dashboard.agent_log import AgentLog
+from dashboard.agent.log import AgentLog
 from dashboard.storage import read_json, write_json_atomic
 
 AgentFunction = Callable[[str, Any, AgentLog], Any]

@@ -16,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from dashboard.client_api import PLAIN_MARKS
+from dashboard.client.http import PLAIN_MARKS
 
 
 class Output:

@@ -1,8 +1,8 @@
 """The built-in processing agent: a DuckDB profile of every uploaded file.
 
 ``run_agent_remotely(volume_path, experiment_context, log)`` walks ``<volume>/data/``,
-profiles each file (see :mod:`dashboard.profiling`), relates the profile to the experiment
-context (see :mod:`dashboard.profile_context`), logs every step through ``log`` and
+profiles each file (see :mod:`dashboard.agent.profile`), relates the profile to the experiment
+context (see :mod:`dashboard.agent.context_match`), logs every step through ``log`` and
 writes ``results/summary.json`` and ``results/report.md``. A file that cannot be parsed is
 reported and skipped; a run with no readable file raises ``ValueError``.
 """
@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import duckdb
 
-from dashboard import profiling
-from dashboard.profile_context import ContextInfo, find_column, flag_reasons, load_context
-from dashboard.profile_report import render
+from dashboard.agent import profile as profiling
+from dashboard.agent.context_match import ContextInfo, find_column, flag_reasons, load_context
+from dashboard.agent.report import render
 
 HEARTBEAT_S = 3.0
 """A long step logs "still profiling ..." this often."""
@@ -35,7 +35,7 @@ FORMAT_NAMES = {"csv": "CSV", "tsv": "TSV", "parquet": "Parquet", "json": "JSON"
 
 
 class Log(Protocol):
-    """What the agent uses of :class:`dashboard.agent_log.AgentLog`."""
+    """What the agent uses of :class:`dashboard.agent.log.AgentLog`."""
 
     def debug(self, message: str) -> None: ...
     def info(self, message: str) -> None: ...

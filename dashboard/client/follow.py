@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from dashboard.client_api import (
+from dashboard.client.http import (
     EXIT_FAILED,
     EXIT_OK,
     MAX_ATTEMPTS,
@@ -21,7 +21,7 @@ from dashboard.client_api import (
     backoff,
     ws_url,
 )
-from dashboard.client_output import Output
+from dashboard.client.output import Output
 
 
 @dataclass

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from dashboard.client_api import (
+from dashboard.client.http import (
     MAX_ATTEMPTS,
     OFFSET_CONTENT_TYPE,
     READ_BLOCK,
@@ -27,7 +27,7 @@ from dashboard.client_api import (
     backoff,
     problem_detail,
 )
-from dashboard.client_output import UploadProgress
+from dashboard.client.output import UploadProgress
 
 
 @dataclass(frozen=True)
