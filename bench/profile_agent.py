@@ -90,7 +90,7 @@ def child(kind: str, volume: Path) -> dict[str, Any]:
     # imports happen before the clock starts, for every contender
     if kind == "agent":
         sys.path.insert(0, str(ROOT))
-        from dashboard.agent import run_agent_remotely
+        from dashboard.agent.builtin import run_agent_remotely
     elif kind == "duckdb":
         import duckdb
     elif kind == "pandas":

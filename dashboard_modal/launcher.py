@@ -6,7 +6,7 @@ await the call with the job's timeout, and turn the outcome into a result or one
 :class:`~dashboard.runner.AgentFailure` sentence. Every Modal call uses ``.aio``.
 
 Agent side (:func:`run_agent_job`): the body of ``run_agent_remotely``. It runs the very
-same code as a local run (``dashboard.agent_worker.run_job``: ``AgentLog(url, token)``,
+same code as a local run (``dashboard.agent.worker.run_job``: ``AgentLog(url, token)``,
 ``load_agent(spec)``, the agent, ``log.close()``), then commits the volume so the results
 are visible to the web container, and returns the outcome envelope
 ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error": "Type: message"}``.
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from modal.exception import OutputExpiredError
 from modal.exception import TimeoutError as ModalTimeoutError
 
-from dashboard.agent_worker import describe_exception, run_job
+from dashboard.agent.worker import describe_exception, run_job
 from dashboard.runner import AgentFailure, AgentJob, format_timeout
 
 logger = logging.getLogger("dashboard.modal")
