@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -137,6 +138,13 @@ def test_types_and_dispositions(
         assert "content-security-policy" not in response.headers
     else:  # HTML and SVG never run as a page of the dashboard's origin
         assert response.headers["content-security-policy"].split(";")[0] == "sandbox"
+
+
+def test_download_asks_for_an_attachment(finished: Finished) -> None:
+    response = get(finished.url("/report.md?download=1"))
+    assert response.status_code == 200
+    assert response.headers["content-disposition"].startswith('attachment; filename="report.md"')
+    assert response.headers["content-type"] == "text/markdown; charset=utf-8"
 
 
 def test_a_non_ascii_name_keeps_its_utf8_filename(finished: Finished) -> None:
@@ -311,3 +319,54 @@ def test_the_zip_holds_every_artifact_byte_exact(finished: Finished) -> None:
             assert archive.read(name) == on_disk, name
         summary = json.loads(archive.read("results/summary.json"))
         assert summary["files"][0]["rows"] == 4
+
+
+# -- memory ----------------------------------------------------------------------------------
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_big_artifact_streams_with_flat_memory(server_factory: Any, tmp_path: Path) -> None:
+    """A 256 MiB artifact, whole, by range and zipped: the server's peak RSS grows by far
+    less than the file (a buffering server would grow by at least its size)."""
+    live = server_factory()
+    sid = create_session(live.url)
+    results = live.data_dir / "volumes" / f"dataset-volume-{sid}" / "results"
+    size = 256 * 1024 * 1024
+    with (results / "big.gz").open("wb") as fh:  # sparse: quick to make and to read
+        fh.truncate(size)
+    (results / "small.txt").write_text("small\n")
+    assert live.proc is not None
+    base = f"{live.url}/api/sessions/{sid}/artifacts"
+    httpx.get(f"{base}/small.txt", timeout=10).raise_for_status()  # warm the route
+    before = peak_rss_mb(live.proc.pid)
+
+    def drain(url: str, **headers: str) -> tuple[int, Path]:
+        target = tmp_path / f"download-{uuid.uuid4().hex}"
+        with httpx.stream("GET", url, headers=headers, timeout=120) as response, target.open(
+            "wb"
+        ) as out:
+            assert response.status_code in (200, 206), response.read()
+            for chunk in response.iter_bytes(1024 * 1024):
+                out.write(chunk)
+        return response.status_code, target
+
+    status, whole = drain(f"{base}/big.gz")
+    assert status == 200 and whole.stat().st_size == size
+    whole.unlink()
+    status, part = drain(f"{base}/big.gz", Range=f"bytes={size // 2}-")
+    assert status == 206 and part.stat().st_size == size - size // 2
+    part.unlink()
+    status, zipped = drain(f"{base}.zip")
+    with zipfile.ZipFile(zipped) as archive:
+        info = archive.getinfo("results/big.gz")
+        assert info.file_size == size and info.compress_type == zipfile.ZIP_STORED
+        assert archive.read("results/small.txt") == b"small\n"
+        with archive.open(info) as member:  # reading to the end checks the CRC
+            while member.read(4 * 1024 * 1024):
+                pass
+    growth = peak_rss_mb(live.proc.pid) - before
+    assert growth < 64, f"the server's peak RSS grew by {growth:.0f} MB"

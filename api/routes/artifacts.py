@@ -8,9 +8,9 @@ follows a symlink (``dashboard/volumes.py``, ``dashboard_modal/volumes.py``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -81,21 +81,31 @@ async def _stream(reader: ArtifactReader, start: int, end: int) -> AsyncIterator
     "/{session_id}/artifacts/{path:path}", responses=FILE_RESPONSES, response_class=Response
 )
 async def get_artifact(
-    path: str, request: Request, session: SessionDep, workspace: WorkspaceDep
+    path: str,
+    request: Request,
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    download: Annotated[bool, Query(description="send as an attachment")] = False,
 ) -> Response:
-    return await _serve(path, request, session.session_id, workspace)
+    return await _serve(path, request, session.session_id, workspace, download)
 
 
 @router.head(
     "/{session_id}/artifacts/{path:path}", responses=FILE_RESPONSES, response_class=Response
 )
 async def head_artifact(
-    path: str, request: Request, session: SessionDep, workspace: WorkspaceDep
+    path: str,
+    request: Request,
+    session: SessionDep,
+    workspace: WorkspaceDep,
+    download: Annotated[bool, Query(description="send as an attachment")] = False,
 ) -> Response:
-    return await _serve(path, request, session.session_id, workspace)
+    return await _serve(path, request, session.session_id, workspace, download)
 
 
-async def _serve(path: str, request: Request, session_id: str, workspace: Workspace) -> Response:
+async def _serve(
+    path: str, request: Request, session_id: str, workspace: Workspace, download: bool
+) -> Response:
     clean = clean_artifact_path(path)
     reader = await workspace.volumes.open_artifact(session_id, clean)
     try:
@@ -107,7 +117,9 @@ async def _serve(path: str, request: Request, session_id: str, workspace: Worksp
             "Last-Modified": http_date(artifact.mtime),
             "Cache-Control": "no-cache",
             "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": content_disposition(shown.inline, artifact.name),
+            "Content-Disposition": content_disposition(
+                shown.inline and not download, artifact.name
+            ),
         }
         if shown.sandbox:
             headers["Content-Security-Policy"] = SANDBOX_CSP
