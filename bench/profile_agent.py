@@ -1,6 +1,7 @@
 """Benchmark: the built-in agent against DuckDB's SUMMARIZE and pandas on one big CSV.
 
     python bench/profile_agent.py [--size-mb 1024] [--runs 3] [--dir DIR] [--keep]
+        [--skip pandas] [--sample-mb 100] [--ydata-python PATH]
 
 Generates a CSV of mixed numeric and text columns (about ``--size-mb`` MB) in a temporary
 directory laid out as a session volume, then runs each contender ``--runs`` times, each
@@ -9,6 +10,17 @@ run in its own child process (so its peak RSS is its own, read from ``os.wait4``
 * ``agent``: ``run_agent_remotely`` with a log that discards its lines;
 * ``duckdb``: ``SUMMARIZE SELECT * FROM read_csv(...)`` with DuckDB's defaults;
 * ``pandas``: ``read_csv`` + ``describe(include="all")`` (skipped when pandas is absent).
+
+The agent's run includes everything ``summary.json`` holds (quartiles, distinct counts,
+histograms, top values with counts: a second read of the file); its child reports how many
+columns got a histogram and top values, so a run that skipped them shows.
+
+Then, on a ``--sample-mb`` CSV of the same shape, the agent beside ydata-profiling's
+minimal mode (``ProfileReport(df, minimal=True).to_json()`` after ``pandas.read_csv``),
+when some interpreter can import ``ydata_profiling``: ``--ydata-python`` (or
+``$YDATA_PYTHON``), else this one. ydata-profiling cannot share the project's environment
+(4.18.4 needs pandas < 3 and numpy < 2.4; requirements-dev.txt pins pandas 3.1.1), so it
+is meant to live in a venv of its own; without one the script says so and goes on.
 
 Times are wall-clock seconds around the work inside the child (interpreter start-up
 excluded); the median run counts. Targets: agent time <= 1.5 x DuckDB SUMMARIZE and agent
@@ -95,6 +107,12 @@ def child(kind: str, volume: Path) -> dict[str, Any]:
         import duckdb
     elif kind == "pandas":
         import pandas as pd  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    elif kind == "ydata":
+        import warnings
+
+        warnings.simplefilter("ignore")  # its own deprecation notice
+        import pandas as pd  # type: ignore[import-not-found, import-untyped, unused-ignore]
+        from ydata_profiling import ProfileReport  # type: ignore[import-not-found, unused-ignore]
     started = time.perf_counter()
     detail: dict[str, Any] = {}
     if kind == "agent":
@@ -102,6 +120,11 @@ def child(kind: str, volume: Path) -> dict[str, Any]:
             str(volume), {"description": "bench: score per arm", "target": "x"}, NullLog()
         )
         detail["rows"] = result["summary"]["rows_total"]
+        summary = json.loads((volume / "results" / "summary.json").read_text())
+        columns = [c for f in summary["files"] for c in f["columns"]]
+        detail["histograms"] = sum(1 for c in columns if c.get("histogram"))
+        detail["tops"] = sum(1 for c in columns if c.get("top"))
+        detail["quantiles"] = sum(1 for c in columns if c.get("quantiles"))
     elif kind == "duckdb":
         con = duckdb.connect()
         rows = con.execute(f"SUMMARIZE SELECT * FROM read_csv('{csv_path}')").fetchall()
@@ -112,16 +135,22 @@ def child(kind: str, volume: Path) -> dict[str, Any]:
         described = frame.describe(include="all")
         detail["rows"] = len(frame)
         detail["columns"] = len(described.columns)
+    elif kind == "ydata":
+        frame = pd.read_csv(csv_path)
+        report = ProfileReport(frame, minimal=True, progress_bar=False)
+        detail["json_bytes"] = len(report.to_json())
+        detail["rows"] = len(frame)
     else:
         raise SystemExit(f"unknown child kind {kind}")
     return {"seconds": time.perf_counter() - started, **detail}
 
 
-def run_child(kind: str, volume: Path) -> tuple[float, float]:
+def run_child(kind: str, volume: Path, python: str | None = None) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one child run."""
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(volume)],
+        [python or sys.executable, str(Path(__file__).resolve()), "--child", kind, str(volume)],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if kind == "ydata" else None,  # its progress bars
         text=True,
     )
     assert proc.stdout is not None
@@ -132,7 +161,63 @@ def run_child(kind: str, volume: Path) -> tuple[float, float]:
         raise SystemExit(f"{kind} run failed with exit code {proc.returncode}")
     report = json.loads(out.strip().splitlines()[-1])
     rss_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
+    if kind == "agent":
+        LAST_AGENT_DETAIL.clear()
+        LAST_AGENT_DETAIL.update(report)
     return float(report["seconds"]), rss_mb
+
+
+LAST_AGENT_DETAIL: dict[str, Any] = {}
+
+
+def ydata_python(given: str | None) -> tuple[str | None, str]:
+    """An interpreter that imports ydata_profiling, or None and why not."""
+    candidates = [c for c in (given, os.environ.get("YDATA_PYTHON"), sys.executable) if c]
+    reasons = []
+    for python in dict.fromkeys(candidates):
+        probe = subprocess.run(
+            [python, "-c", "import ydata_profiling, sys; print(ydata_profiling.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return python, probe.stdout.strip()
+        last = (probe.stderr.strip().splitlines() or ["failed"])[-1]
+        reasons.append(f"{python}: {last}")
+    return None, "; ".join(reasons)
+
+
+def sample_comparison(workdir: Path, sample_mb: float, runs: int, python: str | None) -> None:
+    """The agent and ydata-profiling's minimal mode on a smaller CSV of the same shape."""
+    found, why = ydata_python(python)
+    if found is None:
+        print(
+            f"ydata-profiling: not run: no interpreter imports it ({why}). It does not "
+            "install beside the project's pins (4.18.4 needs pandas < 3, numpy < 2.4); "
+            "give --ydata-python a venv of its own."
+        )
+        return
+    volume = workdir / "sample"
+    (volume / "data").mkdir(parents=True)
+    csv_path = volume / "data" / CSV_NAME
+    rows = generate(csv_path, sample_mb)
+    size_mb = csv_path.stat().st_size / 1024 / 1024
+    print(f"\nsample {csv_path.name}: {size_mb:.0f} MB, {rows:,} rows; ydata-profiling {why}")
+    measured: dict[str, list[tuple[float, float]]] = {"agent": [], "ydata": []}
+    for run in range(runs):
+        for kind in measured:
+            seconds, rss = run_child(kind, volume, found if kind == "ydata" else None)
+            measured[kind].append((seconds, rss))
+            print(f"sample run {run + 1}: {kind:<7} {seconds:8.2f} s {rss:8.0f} MB")
+    agent_s = statistics.median(s for s, _ in measured["agent"])
+    ydata_s = statistics.median(s for s, _ in measured["ydata"])
+    print(
+        f"SAMPLE size={size_mb:.0f}MB runs={runs} agent={agent_s:.2f}s "
+        f"(peak {max(r for _, r in measured['agent']):.0f} MB) ydata_minimal={ydata_s:.2f}s "
+        f"(peak {max(r for _, r in measured['ydata']):.0f} MB) "
+        f"ydata/agent={ydata_s / agent_s:.2f}"
+    )
 
 
 def have_pandas() -> bool:
@@ -148,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, choices=range(1, 100), metavar="N")
     parser.add_argument("--dir", type=Path, default=None, help="where to generate (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--skip", action="append", default=[], choices=["pandas", "sample"])
+    parser.add_argument("--sample-mb", type=float, default=100.0)
+    parser.add_argument("--ydata-python", help="an interpreter that imports ydata_profiling")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "VOLUME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -166,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             f"generated {csv_path.name}: {size_mb:.0f} MB, {rows:,} rows, 8 columns "
             f"in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs"
         )
-        kinds = ["agent", "duckdb"] + (["pandas"] if have_pandas() else [])
-        if "pandas" not in kinds:
-            print("pandas: not installed, skipped")
+        use_pandas = "pandas" not in args.skip and have_pandas()
+        kinds = ["agent", "duckdb"] + (["pandas"] if use_pandas else [])
+        if not use_pandas:
+            print("pandas: skipped" if "pandas" in args.skip else "pandas: not installed, skipped")
         measured: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
         for run in range(args.runs):
             for kind in kinds:
@@ -199,11 +288,19 @@ def main(argv: list[str] | None = None) -> int:
             else "pandas skipped, "
         )
         print(
+            f"agent's summary: {LAST_AGENT_DETAIL.get('histograms')} histograms, "
+            f"{LAST_AGENT_DETAIL.get('tops')} top-value lists, "
+            f"{LAST_AGENT_DETAIL.get('quantiles')} quantile sets"
+        )
+        print(
             f"RESULT size={size_mb:.0f}MB runs={args.runs} agent={agent_s:.2f}s "
             f"summarize={duck_s:.2f}s ratio={ratio:.2f} (target <= {TIME_RATIO_TARGET}) "
             f"{pandas_part}agent_peak_rss={agent_rss:.0f}MB (target < {RSS_TARGET_MB:.0f}) "
             f"{'OK' if time_ok and rss_ok else 'MISSED'}"
         )
+        if "sample" not in args.skip:
+            csv_path.unlink()  # room for the sample
+            sample_comparison(workdir, args.sample_mb, args.runs, args.ydata_python)
         return 0 if time_ok and rss_ok else 1
     finally:
         if args.keep:
