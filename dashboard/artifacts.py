@@ -29,6 +29,7 @@ import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Protocol
 from urllib.parse import quote
 
@@ -173,7 +174,8 @@ def content_disposition(inline: bool, filename: str) -> str:
 
 
 def http_date(timestamp: float) -> str:
-    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
+    """An IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``), whatever the locale."""
+    return formatdate(timestamp, usegmt=True)
 
 
 # -- Range -----------------------------------------------------------------------------------

@@ -588,7 +588,10 @@ class _Bins:
     def sql(self, value: str) -> str:
         """The bin index of ``value`` (0 .. count - 1)."""
         if self.integer:
-            return f"(({value})::HUGEINT - ({int(self.lo)})) // {int(self.width)}"
+            # BIGINT arithmetic when it cannot overflow (HUGEINT is several times slower)
+            small = abs(int(self.lo)) < 2**61 and self.count * int(self.width) < 2**61
+            cast = "BIGINT" if small else "HUGEINT"
+            return f"(({value})::{cast} - ({int(self.lo)})) // {int(self.width)}"
         if self.width == 0:
             return "0"
         return (
@@ -636,9 +639,12 @@ def profile_details(source: TableSource, columns: list[dict[str, Any]]) -> None:
                 )
                 jobs.append((i, "histogram", (bins, hi, units)))
         elif col.kind == "text" and candidates:
+            # each row's position in the candidate list (0: none): an integer histogram is
+            # 2-3x cheaper than a string one filtered by IN on a big file
             values = ", ".join(quote_literal(str(v)) for v in candidates)
-            exprs.append(f"histogram({q}::VARCHAR) FILTER (WHERE {q}::VARCHAR IN ({values}))")
-            jobs.append((i, "top", None))
+            text = q if col.type.upper() == "VARCHAR" else f"{q}::VARCHAR"
+            exprs.append(f"histogram(list_position([{values}], {text}))")
+            jobs.append((i, "top", [str(v) for v in candidates]))
     if not exprs:
         return
     row = source.con.execute(f"SELECT {', '.join(exprs)} FROM {source.relation}").fetchone()
@@ -661,7 +667,10 @@ def profile_details(source: TableSource, columns: list[dict[str, Any]]) -> None:
                 "edges_type": units.edges_type if units is not None else "number",
             }
         else:
-            ordered = sorted(found.items(), key=lambda kv: (-int(kv[1]), kv[0]))
+            named = {
+                extra[int(k) - 1]: int(n) for k, n in found.items() if k and 0 < k <= len(extra)
+            }
+            ordered = sorted(named.items(), key=lambda kv: (-kv[1], kv[0]))
             entry["top"] = [{"value": jsonable(v), "count": int(n)} for v, n in ordered[:TOP_K]]
             entry["top_values"] = entry["top"]
             entry["top_approx"] = True
