@@ -84,6 +84,7 @@ export class FileBoard {
     this.open = new Set(); // folders whose files are listed
     this.groups = null;
     this.renders = 0; // DOM passes so far (tests read it to see that events are coalesced)
+    this.changes = 0; // progress and state changes so far
   }
 
   get size() {
@@ -157,6 +158,8 @@ export class FileBoard {
   }
 
   touch(path) {
+    this.changes += 1;
+    this.list.dataset.changes = String(this.changes);
     this.dirty.add(path);
     if (this.grouped && !this.rows.has(path)) {
       const item = this.items.get(path);
@@ -180,6 +183,7 @@ export class FileBoard {
 
   render() {
     this.renders += 1;
+    this.list.dataset.renders = String(this.renders);
     if (this.layoutStale) this.layout();
     for (const path of this.dirty) {
       const row = this.rows.get(path);
