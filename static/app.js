@@ -266,6 +266,7 @@ async function uploadAll(session, view) {
   );
   root.dataset.uploadMs = String(Math.round(sent.ms));
   root.dataset.uploadRequests = String(sent.requests);
+  root.dataset.uploadLanes = String(sent.lanes);
 }
 
 /** Every file fits Tus-Max-Size, asked before a session exists; false (and a message) if not. */
