@@ -118,7 +118,8 @@ def test_the_bar_moves_several_times_within_a_large_file_on_a_slow_link(
           for (const change of changes) {
             const bar = change.target;
             if (bar.closest && bar.closest('[data-file="slow.bin"]')) {
-              window.__barValues.push([Number(bar.getAttribute("value")), Number(bar.getAttribute("max"))]);
+              const value = Number(bar.getAttribute("value"));
+              window.__barValues.push([value, Number(bar.getAttribute("max"))]);
             }
           }
         }).observe(document, { subtree: true, attributes: true, attributeFilter: ["value"] });
@@ -214,7 +215,6 @@ def test_two_thousand_small_files_one_request_each_several_in_flight_and_a_group
     changes = int(listing.get_attribute("data-changes") or 0)
     assert changes >= 4000, changes  # the page's own progress and the feed's upload events
     assert 0 < renders < changes / 2, (renders, changes)
-    print(f"2,000 files: {renders} DOM passes for {changes} changes; {page.locator('[data-log]').inner_text()[-200:]}")
     # a folder opens to list its files
     page.locator('[data-group="shards/part-03"]').get_by_role("button", name="Show files").click()
     expect(dash.file_row("shards/part-03/sample-0342.json")).to_have_attribute("data-state", "done")
