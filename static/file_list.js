@@ -239,13 +239,14 @@ export class FileBoard {
     if (active.length > shownActive.length) {
       children.push(el("li", { class: "file-more", text: `… and ${active.length - shownActive.length} more in flight` }));
     }
-    for (const group of groups.values()) {
+    const ordered = [...groups.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const group of ordered) {
       const old = previous.get(group.key);
       group.node = old?.node || this.groupRow(group.key);
       group.shown = null;
       const body = group.node.querySelector(".group-files");
       if (this.open.has(group.key)) {
-        const listed = group.paths.slice(0, MAX_OPEN_ROWS).filter((p) => !keep.has(p));
+        const listed = [...group.paths].sort().slice(0, MAX_OPEN_ROWS).filter((p) => !keep.has(p));
         const rows = listed.map(take);
         if (group.paths.length > MAX_OPEN_ROWS) {
           rows.push(el("li", { class: "file-more", text: `… and ${group.paths.length - MAX_OPEN_ROWS} more` }));

@@ -79,6 +79,8 @@ export async function uploadSelection({ entries, session, view, board, maxChunk,
   const alreadyDone = new Set(
     (view.files || []).filter((f) => f.done).map((f) => `${f.path}\u0000${f.length}`),
   );
+  // in path order, so a folder's files go up together and its row fills in turn
+  entries = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   board.addMany(entries.map(({ path, file }) => ({ path, size: file.size })));
   const sizer = new ChunkSizer(maxChunk);
   const began = performance.now();
