@@ -103,6 +103,7 @@ export class TusUpload {
     this.requests = 0; // HTTP requests this upload made
     this.creationSent = false; // a creation request went out (its reply may have been lost)
     this.resumedFrom = null; // the offset a stored upload continued from
+    this.remoteLength = null; // Upload-Length of the last HEAD
   }
 
   async start() {
@@ -144,6 +145,7 @@ export class TusUpload {
     if (GONE.has(response.status)) return null;
     if (!response.ok) throw await failure(response, `Checking ${this.relativePath} failed`);
     const offset = Number.parseInt(response.headers.get("Upload-Offset") ?? "", 10);
+    this.remoteLength = Number.parseInt(response.headers.get("Upload-Length") ?? "", 10);
     if (!Number.isFinite(offset)) {
       throw new FriendlyError(`The server did not say how much of ${this.relativePath} it has.`);
     }
@@ -172,19 +174,20 @@ export class TusUpload {
       headers,
       body: withBody ? this.file : undefined,
     });
-    if (response.status === 409 && retried) {
-      // Our earlier creation reached the server but its reply was lost: an unfinished
-      // twin is named by Location (resume it), a finished one means the file is in.
-      const twin = response.headers.get("Location");
-      if (!twin) {
-        this.offset = size;
+    const twin = response.status === 409 ? response.headers.get("Location") : null;
+    if (twin) {
+      // An unfinished upload of this path is in the session: one whose creation reply was
+      // lost (a retry, or a page reloaded mid-request). Resume it if it is this file's.
+      const url = new URL(twin, window.location.href).href;
+      const offset = await this.head(url);
+      if (offset !== null && this.remoteLength === size) {
+        this.url = url;
+        this.offset = offset;
+        saveUploadUrl(this.key, this.url);
         return;
       }
-      this.url = new URL(twin, window.location.href).href;
-      const offset = await this.head(this.url);
-      if (offset === null) throw new FriendlyError(`The upload of ${this.relativePath} disappeared.`);
-      this.offset = offset;
-      saveUploadUrl(this.key, this.url);
+    } else if (response.status === 409 && retried) {
+      this.offset = size; // our earlier creation completed the file; only its reply was lost
       return;
     }
     if (response.status !== 201) {

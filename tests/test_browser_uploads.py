@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from tests.browser_support import (
     CHROMIUM,
@@ -225,3 +225,40 @@ def test_two_thousand_small_files_one_request_each_several_in_flight_and_a_group
     for relative in ("shards/part-00/sample-0000.json", "shards/part-19/sample-1999.json"):
         stored = volume_file(server, session_id, relative).read_bytes()
         assert hashlib.sha256(stored).hexdigest() == digests[relative]
+
+
+def test_a_small_file_whose_creation_reply_is_lost_is_not_sent_twice(
+    server_factory: Any, page: Page, tmp_path: Path
+) -> None:
+    server = server_factory(DASHBOARD_AGENT=QUIET)
+    sources = {name: write_bytes(tmp_path / name, 3 * KIB + i, seed=i) for i, name in
+               enumerate(["a.csv", "b.csv", "c.csv"])}
+    dropped: list[str] = []
+
+    def lose_the_first_reply(route: Route) -> None:
+        request = route.request
+        if request.method == "POST" and not dropped and "YS5jc3Y=" in (
+            request.headers.get("upload-metadata") or ""
+        ):  # relativePath a.csv
+            route.fetch()  # the server stores the whole file ...
+            dropped.append(request.url)
+            route.abort("connectionreset")  # ... and the page never hears back
+            return
+        route.continue_()
+
+    page.route("**/api/sessions/*/files", lose_the_first_reply)
+    requests = RequestLog().attach(page)
+    dash = Dashboard(page, server).open()
+    dash.choose_files(*(tmp_path / name for name in sources))
+    with page.expect_response("**/api/sessions") as created:
+        dash.upload(QUIET_CONTEXT)
+    session_id = created.value.json()["session_id"]
+    dash.wait_for_state("succeeded")
+
+    assert dropped, "the first creation of a.csv should have lost its reply"
+    expect(dash.error).to_be_hidden()
+    posts = requests.matching("POST", "/files")
+    assert len(posts) == 4, [r.headers.get("upload-metadata") for r in posts]  # a.csv twice
+    assert not requests.matching("PATCH", "/files/")
+    for name, data in sources.items():
+        assert volume_file(server, session_id, name).read_bytes() == data
