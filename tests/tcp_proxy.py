@@ -10,12 +10,18 @@ import threading
 
 from tests.servers import free_port
 
-REQUEST_LINE = re.compile(rb"(POST|PATCH|HEAD|OPTIONS|GET) (/api/sessions/[^ ]*) HTTP/1\.1\r\n")
+REQUEST_LINE = re.compile(rb"(POST|PATCH|HEAD|OPTIONS|GET) (/api/sessions[^ ]*) HTTP/1\.1\r\n")
 
 
 class CountingProxy:
-    def __init__(self, target_port: int) -> None:
+    """``drop_first_created``: the first ``201 Created`` reply to a tus creation (a POST to
+    ``.../files``) never reaches the client (its connection is cut instead), as when a reply
+    is lost after the server acted."""
+
+    def __init__(self, target_port: int, *, drop_first_created: bool = False) -> None:
         self.target_port = target_port
+        self.drop_first_created = drop_first_created
+        self.dropped = 0
         self.port = free_port()
         self.connections = 0
         self.open = 0
@@ -58,11 +64,12 @@ class CountingProxy:
         self.open += 1
         self.most_open = max(self.most_open, self.open)
         server_w: asyncio.StreamWriter | None = None
+        asked: list[tuple[str, str]] = []  # this connection's requests, answered in order
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
             await asyncio.gather(
-                self._pipe(client_r, server_w, inspect=True),
-                self._pipe(server_r, client_w, inspect=False),
+                self._pipe(client_r, server_w, asked, inspect=True),
+                self._pipe(server_r, client_w, asked, inspect=False),
                 return_exceptions=True,
             )
         finally:
@@ -74,16 +81,30 @@ class CountingProxy:
                         await writer.wait_closed()
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, inspect: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        asked: list[tuple[str, str]],
+        *,
+        inspect: bool,
     ) -> None:
         tail = b""
         try:
             while data := await reader.read(65536):
+                if not inspect and data.startswith(b"HTTP/1.1 ") and asked:
+                    method, path = asked.pop(0)
+                    creation = method == "POST" and path.endswith("/files")
+                    lose = self.drop_first_created and not self.dropped and creation
+                    if lose and data.startswith(b"HTTP/1.1 201 "):
+                        self.dropped += 1
+                        return  # the finally below closes this side; the client sees a reset
                 if inspect:
                     window = tail + data
                     for match in REQUEST_LINE.finditer(window):
                         if match.end() > len(tail):  # not already counted
-                            self.requests.append((match.group(1).decode(), match.group(2).decode()))
+                            seen = (match.group(1).decode(), match.group(2).decode())
+                            self.requests.append(seen)
+                            asked.append(seen)
                     tail = window[-200:]
                 writer.write(data)
                 await writer.drain()

@@ -141,3 +141,28 @@ def test_chunk_sizes_follow_the_measured_rate_and_the_limit_reads_in_everyday_un
     )
     assert oversize_message([("a.bin", 10)], 40_000_000) == ""
     assert oversize_message([("a.bin", 10**12)], None) == ""
+
+
+def test_a_small_file_whose_creation_reply_is_lost_is_not_sent_twice(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(DASHBOARD_AGENT=QUIET)
+    folder = tmp_path / "few"
+    folder.mkdir()
+    contents = {f"f{i}.csv": f"n\n{i}\n".encode() * (i + 1) for i in range(3)}
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    with CountingProxy(server.port, drop_first_created=True) as proxy:
+        result = run_cli(
+            tmp_path, "upload", str(folder), "--context", QUIET_CONTEXT, "--url", proxy.url,
+            "--parallel", "1", "--no-follow",
+        )
+    assert result.returncode == 0, output(result)
+    assert proxy.dropped == 1
+    creations = [p for m, p in proxy.requests if m == "POST" and p.endswith("/files")]
+    assert len(creations) == 4, proxy.requests  # the lost one once more, answered 409: done
+    assert not [p for m, p in proxy.requests if m == "PATCH"]
+    sid = SESSION_LINE.search(result.stdout)
+    assert sid, output(result)
+    for name, data in contents.items():
+        assert (volume_data(server, sid.group(1)) / "few" / name).read_bytes() == data
