@@ -56,7 +56,7 @@ from dashboard.volumes import VolumeStore
 UPLOAD_ID_LEN = 32
 SYNC_MODES = ("complete", "chunk")
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
-KICK_STEP = 1024 * 1024  # start writeback every this many bytes (see WritebackHint)
+KICK_STEP = 8 * 1024 * 1024  # start writeback every this many bytes (see WritebackHint)
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
 PARTIAL = "partial"
 FINAL = "final"
