@@ -66,7 +66,9 @@ CHUNK = "tus/stream chunk mode"
 # --diag: the same server code with one part of the durability path switched off, to see
 # what each costs (never a target)
 DIAG_PATCHES = {
-    "(diag) tus/stream no writeback hint": "import dashboard.uploads as u\nu._sync_file_range = None",
+    "(diag) tus/stream no writeback hint": (
+        "import dashboard.uploads as u\nu._sync_file_range = None"
+    ),
     "(diag) tus/stream no final flush": (
         "import dashboard.uploads as u\nu.FileWriter.fsync = lambda self, fd: None"
     ),
