@@ -296,6 +296,10 @@ class UploadManager:
     def unfinished(self, session_id: str) -> list[UploadRecord]:
         return [r for r in self.records(session_id) if not r.done]
 
+    def partials(self, session_id: str) -> list[UploadRecord]:
+        """Partial uploads (concatenation) still waiting for their final upload."""
+        return [r for r in self._session(session_id).records.values() if r.partial]
+
     def get(self, session_id: str, upload_id: str) -> UploadRecord:
         record = self._session(session_id).records.get(upload_id)
         if record is None:

@@ -269,6 +269,12 @@ class Workspace:
         if unfinished:
             names = ", ".join(u.relative_path for u in unfinished[:3])
             raise Conflict(f"{len(unfinished)} upload(s) are not finished yet: {names}.")
+        partials = self.uploads.partials(session_id)
+        if partials:
+            raise Conflict(
+                f"{len(partials)} part(s) of a parallel upload wait for their final upload "
+                "(Upload-Concat: final); finish or terminate them first."
+            )
         if not any(u.done for u in self.uploads.records(session_id)):
             raise Conflict("Upload at least one file before starting the run.")
         record.run = RunRecord("queued")

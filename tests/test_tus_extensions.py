@@ -271,8 +271,10 @@ def test_concatenation_assembles_partials_they_never_show_and_are_removed(
     assert h.headers["Upload-Concat"] == "partial"
     assert stored_files(server, sid) == {}, "a partial upload is never a file of the volume"
     assert session_files(server, sid) == [], "nor of the session's file list"
+    tus_upload(server.url, sid, "other.csv", b"x\n")
     r = httpx.post(f"{server.url}/api/sessions/{sid}/run")
-    assert is_problem(r, 409), "partials alone are no file to run on"
+    assert is_problem(r, 409), "no run while parts of a parallel upload wait for their final"
+    assert "parallel upload" in r.json()["detail"]
     # the final lists the partials in order, as absolute URLs like tus-js-client sends them
     r = httpx.post(
         files_url(server, sid),
@@ -284,11 +286,11 @@ def test_concatenation_assembles_partials_they_never_show_and_are_removed(
     )
     assert r.status_code == 201, r.text
     final = server.url + r.headers["Location"]
-    assert stored_files(server, sid) == {"big/joined.bin": b"".join(pieces)}
+    assert stored_files(server, sid) == {"big/joined.bin": b"".join(pieces), "other.csv": b"x\n"}
     h = httpx.head(final, headers=TUS)
     assert h.headers["Upload-Offset"] == h.headers["Upload-Length"] == str(sum(map(len, pieces)))
     assert h.headers["Upload-Concat"].startswith("final;")
-    assert [f["path"] for f in session_files(server, sid)] == ["big/joined.bin"]
+    assert [f["path"] for f in session_files(server, sid)] == ["other.csv", "big/joined.bin"]
     assert all(httpx.head(u, headers=TUS).status_code == 404 for u in urls), "partials removed"
     assert [n for n in staged(server, sid) if n.endswith(".part")] == []
     assert is_problem(patch(final, b"x", 0), 403), "a final upload takes no PATCH"
