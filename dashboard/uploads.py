@@ -667,6 +667,18 @@ class UploadManager:
     async def complete_empty(self, record: UploadRecord) -> None:
         await self._finish(record)
 
+    async def finish_if_stranded(self, record: UploadRecord) -> bool:
+        """Finish an upload whose bytes all arrived but that was never published (the
+        server was killed in between); True if it was finished now."""
+        if record.done or not record.complete or record.upload_id in self._busy:
+            return False
+        self._busy.add(record.upload_id)
+        try:
+            await self._finish(record)
+        finally:
+            self._busy.discard(record.upload_id)
+        return True
+
     # -- completion: flush, then publish ---------------------------------------------
     async def _finish(self, record: UploadRecord) -> None:
         """The last byte is in: flush the file once, then publish it (a partial upload is

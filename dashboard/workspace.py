@@ -245,6 +245,14 @@ class Workspace:
             upload_length=upload_length,
         )
 
+    async def upload_for_head(self, session_id: str, upload_id: str) -> UploadRecord:
+        """An upload for HEAD. One whose every byte arrived but which a killed server never
+        published is finished first: a client that sees offset == length sends no PATCH."""
+        upload = self.uploads.get(session_id, upload_id)
+        if await self.uploads.finish_if_stranded(upload) and not upload.partial:
+            self._publish_upload(upload)
+        return upload
+
     def _publish_upload(self, upload: UploadRecord) -> None:
         self.hub.publish(upload.session_id, "upload", upload.public())
 

@@ -573,3 +573,27 @@ def test_checksum_extension_still_works_with_a_deferred_length(shared_server: Li
     r = patch(url, body, 0, **{"Upload-Checksum": f"sha256 {digest}", "Upload-Length": "13"})
     assert r.status_code == 204, r.text
     assert stored_files(server, sid) == {"c.bin": body}
+
+
+def test_an_upload_killed_between_its_last_byte_and_publishing_is_finished_by_head(
+    server: LiveServer,
+) -> None:
+    """The server was SIGKILLed after the last byte reached the .part file but before the
+    file was published (the state is made by writing the bytes while it is down): a tus
+    client that HEADs sees offset == length and sends nothing more, so HEAD finishes it."""
+    sid = create_session(server.url)
+    body = os.urandom(100 * KIB)
+    url = (
+        server.url + tus_create(server.url, sid, "late/publish.bin", len(body)).headers["Location"]
+    )
+    path = url[len(server.url) :]
+    assert patch(url, body[:1000], 0).status_code == 204
+    server.kill()
+    part = server.data_dir / "staging" / sid / (path.rsplit("/", 1)[1] + ".part")
+    with open(part, "ab") as f:
+        f.write(body[1000:])
+    server.restart()
+    h = httpx.head(server.url + path, headers=TUS)
+    assert h.status_code == 200 and h.headers["Upload-Offset"] == str(len(body))
+    assert stored_files(server, sid) == {"late/publish.bin": body}
+    assert [f["done"] for f in session_files(server, sid)] == [True]
