@@ -11,11 +11,8 @@ are published, and the kernel is asked to start writing each file out while it a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import queue
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
@@ -28,7 +25,6 @@ from dashboard.uploads import FileWriter, WritebackHint, sync_file
 
 MAX_FIELD_BYTES = 1024 * 1024  # a text field (the experiment context) beyond this is refused
 MAX_PARTS = 100_000
-FEED_AHEAD = 16  # chunks queued for the parser thread before the request stops reading
 MAX_PART_HEADER_BYTES = 16 * 1024  # room for a 4096-byte path even when escaped (filename*)
 _FILENAME = re.compile(r'filename="((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 _FILENAME_STAR = re.compile(r"filename\*=([^;]+)", re.IGNORECASE)
@@ -191,86 +187,3 @@ class LegacyFormReader:
     async def aclose(self) -> None:
         """Close the file being written, if any (on any exit of the request)."""
         self._close_file()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class FeedThread:
-    """Parses the form and writes its files in a thread of its own, while the event loop
-    receives the next chunks.
-
-    ``os.write`` releases the GIL, so copying one chunk into the page cache overlaps with
-    receiving (and the multipart boundary search of) the others: on 2 cores the form then
-    costs the request about what a raw POST costs (bench/upload.py). Chunks are handled in
-    order; the request waits while ``FEED_AHEAD`` are queued; the first error the parser
-    raises (a refused name, a full disk) is raised to the request by ``put`` or ``drain``.
-    """
-
-    def __init__(self, reader: LegacyFormReader) -> None:
-        self._reader = reader
-        self._loop = asyncio.get_running_loop()
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._ended: asyncio.Future[None] = self._loop.create_future()
-        self._stopped = False
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="legacy-form", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self._reader.feed(chunk)
-                except BaseException as exc:  # raised to the request by put() or drain()
-                    self.error = exc
-            with self._lock:
-                self._pending -= 1
-                waiter = self._waiter
-                if waiter is not None and (self._pending <= FEED_AHEAD // 2 or self.error):
-                    self._waiter = None
-                else:
-                    waiter = None
-            if waiter is not None:
-                self._wake(waiter)
-        self._wake(self._ended)
-
-    def _wake(self, future: asyncio.Future[None]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-            self._loop.call_soon_threadsafe(_resolve, future)
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    async def put(self, chunk: bytes) -> None:
-        self._raise()
-        waiter = None
-        with self._lock:
-            self._pending += 1
-            if self._pending > FEED_AHEAD:
-                waiter = self._waiter = self._loop.create_future()
-        self._queue.put(chunk)
-        if waiter is not None:
-            await waiter
-        self._raise()
-
-    async def drain(self) -> None:
-        """No more chunks: wait until the thread has handled every one and ended."""
-        if not self._stopped:
-            self._stopped = True
-            self._queue.put(None)
-        await asyncio.shield(self._ended)
-        self._raise()
-
-    def join(self) -> None:
-        """Stop the thread and wait for it (bounded: at most FEED_AHEAD chunks are left)."""
-        if not self._stopped:
-            self._stopped = True
-            self._queue.put(None)
-        self._thread.join()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import PublicUrlDep, WorkspaceDep, client_id
-from api.legacy_form import FeedThread, LegacyFormReader
+from api.legacy_form import LegacyFormReader
 from api.schemas import LegacyUploadAccepted
 from dashboard.errors import InvalidInput
 from dashboard.uploads import storage_error
@@ -53,14 +53,10 @@ async def legacy_upload(
     reader = LegacyFormReader(
         request.headers.get("content-type", ""), staging, workspace.uploads.writer
     )
-    feeder = FeedThread(reader)
     try:
         try:
-            try:
-                async for chunk in request.stream():
-                    await feeder.put(chunk)
-            finally:
-                await feeder.drain()
+            async for chunk in request.stream():
+                reader.feed(chunk)
             form = reader.finish()
             await reader.settle()
         except OSError as exc:  # a full or failing disk: 507, and nothing was created
@@ -73,7 +69,6 @@ async def legacy_upload(
         await workspace.add_legacy_files(record, [(f.relative, f.path, f.size) for f in form.files])
         workspace.start_run(record.session_id, public_url)
     finally:
-        feeder.join()
         await reader.aclose()
         shutil.rmtree(staging, ignore_errors=True)
     sid = record.session_id
