@@ -604,3 +604,24 @@ def test_an_upload_killed_between_its_last_byte_and_publishing_is_finished_by_he
     assert h.status_code == 200 and h.headers["Upload-Offset"] == str(len(body))
     assert stored_files(server, sid) == {"late/publish.bin": body}
     assert [f["done"] for f in session_files(server, sid)] == [True]
+
+
+def test_a_legacy_form_whose_starred_filename_is_empty_chose_no_file(
+    shared_server: LiveServer,
+) -> None:
+    """``filename*=UTF-8''`` is an empty name (found by test_isolation's property): no file
+    was chosen, so the form is refused (422) rather than stored under the name ``UTF-8''``."""
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="experiment_context"\r\n\r\n'
+        "empty name\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename*=UTF-8''\r\n"
+        "Content-Type: application/octet-stream\r\n\r\nabc\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    r = httpx.post(
+        f"{shared_server.url}/upload",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert is_problem(r, 422), r.text
