@@ -57,6 +57,18 @@ class LegacyUploadAccepted(BaseModel):
     stream_url: str
 
 
+class SessionListed(BaseModel):
+    session_id: str
+    state: str
+    created: str
+    title: str
+    links: SessionLinks
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionListed]
+
+
 class LogAccepted(BaseModel):
     accepted: int
 
