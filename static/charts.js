@@ -4,14 +4,14 @@
 // <title> per bar for pointer users.
 
 const SVG = "http://www.w3.org/2000/svg";
-const HIST_W = 140;
+const HIST_W = 130;
 const HIST_H = 40;
-const TOP_W = 180;
+const TOP_W = 150;
 const TOP_ROW = 15;
-const TOP_LABEL_W = 70;
-const TOP_COUNT_W = 42;
+const TOP_LABEL_W = 60;
+const TOP_COUNT_W = 36;
 const TOP_SHOWN = 5; // bars drawn; the text equivalent lists every value
-const MAX_LABEL = 12;
+const MAX_LABEL = 10;
 
 function svgNode(tag, attrs = {}) {
   const node = document.createElementNS(SVG, tag);

@@ -14,15 +14,14 @@ const REPORT_OPEN_CHARS = 40_000; // a longer report starts collapsed
 const MAX_FETCH_BYTES = 32 * 1024 * 1024; // a bigger summary or report is linked, not drawn
 
 const COLUMNS = [
-  ["name", "Column"],
-  ["type", "Type"],
+  ["name", "Column (type)"],
   ["nulls", "Nulls"],
   ["distinct", "Distinct"],
   ["min", "Min"],
   ["max", "Max"],
   ["mean", "Mean"],
   ["std", "Std"],
-  ["quartiles", "Quartiles (25 · 50 · 75 %)"],
+  ["quartiles", "Quartiles (25, 50, 75 %)"],
   ["picture", "Distribution"],
 ];
 
@@ -32,9 +31,11 @@ export function artifactBase(session) {
   return given || `/api/sessions/${encodeURIComponent(session.session_id)}/artifacts`;
 }
 
-/** The URL of one artifact (a path relative to the volume, e.g. results/report.md). */
+/** The URL of one artifact: `path` is relative to the volume (results/report.md), the
+ * route's path is relative to results/ (…/artifacts/report.md). */
 export function artifactUrl(base, path) {
-  return `${base}/${String(path).split("/").map(encodeURIComponent).join("/")}`;
+  const inResults = String(path).replace(/^results\//, "");
+  return `${base}/${inResults.split("/").map(encodeURIComponent).join("/")}`;
 }
 
 function isObject(value) {
@@ -76,11 +77,22 @@ function share(part, whole) {
   return `${text} %`;
 }
 
+const MAX_CELL_CHARS = 24;
+
 function quartiles(column) {
   const q = isObject(column.quantiles) ? column.quantiles : column;
   const values = [q.q25, q.q50, q.q75];
   if (values.every((v) => v === null || v === undefined)) return "—";
-  return values.map(num).join(" · ");
+  const labels = ["25 %", "50 %", "75 %"];
+  return el(
+    "span",
+    { class: "quartiles" },
+    ...values.map((v, i) => el("span", { title: labels[i], text: cut(num(v)) })),
+  );
+}
+
+function cut(text) {
+  return text.length <= MAX_CELL_CHARS ? text : `${text.slice(0, MAX_CELL_CHARS - 1)}…`;
 }
 
 function topOf(column) {
@@ -109,15 +121,13 @@ function columnRow(column, rows, flaggedNames) {
     "th",
     { scope: "row", "data-label": "Column" },
     el("span", { class: "column-name", text: String(column.name) }),
-    isFlagged
-      ? el("span", { class: "flag", text: reasons ? `named in the context: ${reasons}` : "named in the context" })
-      : null,
+    el("code", { class: "column-type", text: String(column.type ?? "—") }),
+    isFlagged ? el("span", { class: "flag", title: "named in the context", text: reasons || "named in the context" }) : null,
   );
   const nulls = Number.isFinite(column.nulls) ? `${count(column.nulls)} ${share(column.nulls, rows) ? `(${share(column.nulls, rows)})` : ""}` : "—";
   const approx = column.distinct_approx === true || column.distinct_exact === false;
   const distinct = Number.isFinite(column.distinct) ? `${approx ? "≈ " : ""}${count(column.distinct)}` : "—";
   const cells = {
-    type: el("code", { text: String(column.type ?? "—") }),
     nulls: nulls.trim(),
     distinct,
     min: num(column.min),
@@ -126,16 +136,18 @@ function columnRow(column, rows, flaggedNames) {
     std: num(column.std),
     quartiles: quartiles(column),
   };
-  const tds = COLUMNS.slice(1).map(([key, label]) => {
+  const tds = COLUMNS.slice(1).map(([key, heading]) => {
+    const label = heading.replace(/ \(.*\)$/, ""); // phones: the short label beside each value
     if (key === "picture") {
       const svg = picture(column);
       return el("td", { class: "picture", "data-label": label }, svg || el("span", { class: "hint", text: "—" }));
     }
     const value = cells[key];
-    const attrs = { "data-label": label, class: key === "type" ? null : "num" };
+    const attrs = { "data-label": label, class: "num" };
     if (typeof value === "string") {
       if (approx && key === "distinct") attrs.title = "approximate";
-      return el("td", { ...attrs, text: value });
+      if (value.length > MAX_CELL_CHARS) attrs.title = value;
+      return el("td", { ...attrs, text: cut(value) });
     }
     return el("td", attrs, value);
   });
@@ -174,7 +186,8 @@ function fileFacts(file) {
 function fileBody(file, flaggedNames) {
   const parts = [];
   if (file.error) {
-    parts.push(el("p", { class: "file-error", text: `This file could not be read: ${file.error}` }));
+    const size = Number.isFinite(file.size) ? ` (${formatBytes(file.size)})` : "";
+    parts.push(el("p", { class: "hint", text: `No profile for this file${size}: the reason is given above.` }));
   }
   if (file.kind === "table" && !file.error) {
     const notes = [];
@@ -325,7 +338,7 @@ export class ResultPanel {
     } else {
       downloads.append(el("h3", { text: "Artifacts" }), artifactList(base, artifacts));
     }
-    this.container.replaceChildren(profile, report, downloads);
+    this.container.replaceChildren(downloads, profile, report);
     const generic = () => {
       const box = el("div");
       renderResult(box, { summary: result?.summary, artifacts: [] });
