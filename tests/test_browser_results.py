@@ -81,7 +81,9 @@ def trial_folder(tmp_path: Path) -> Path:
 
 
 def results_loaded(page: Page) -> None:
-    expect(page.locator("[data-result]")).to_have_attribute("data-loaded", "true", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("[data-result]")).to_have_attribute(
+        "data-loaded", "true", timeout=RUN_TIMEOUT_MS
+    )
 
 
 def log_lines(page: Page) -> list[str]:
@@ -102,12 +104,16 @@ def expect_profile_of_doses(page: Page) -> None:
     expect(dose).to_contain_text("75.25")  # mean of 0.5 .. 150
     histogram = dose.locator("svg.histogram")
     expect(histogram).to_have_attribute("role", "img")
-    expect(histogram).to_have_attribute("aria-label", re.compile(r"^Histogram of dose_mg, \d+ bins"))
+    expect(histogram).to_have_attribute(
+        "aria-label", re.compile(r"^Histogram of dose_mg, \d+ bins")
+    )
     assert histogram.locator("rect.bar").count() > 1
     visit = doses.locator('tr[data-column="visit"] svg.histogram')  # a date column
     expect(visit).to_have_attribute("aria-label", re.compile(r"from 2024-01-01 to 2024-01-"))
     top = doses.locator('tr[data-column="arm"] svg.top-values')
-    expect(top).to_have_attribute("aria-label", re.compile(r"values of arm.*a: 100; b: 100; c: 100"))
+    expect(top).to_have_attribute(
+        "aria-label", re.compile(r"values of arm.*a: 100; b: 100; c: 100")
+    )
     expect(top.locator("text.top-label")).to_have_text(["a", "b", "c"])
     # the per-column rows do not repeat the file's name
     assert "doses.csv" not in doses.locator("tbody").inner_text()
@@ -149,7 +155,9 @@ def test_a_built_in_run_shows_links_a_profile_with_pictures_and_the_report_and_c
     opener = page.locator('[data-artifact="results/summary.json"] a.artifact-open')
     opened = page.request.get(server.url + str(opener.get_attribute("href")))
     assert opened.ok and opened.json()["files"][0]["path"].startswith("trial/")
-    zipped = page.request.get(server.url + str(page.locator("a.download-all").get_attribute("href")))
+    zipped = page.request.get(
+        server.url + str(page.locator("a.download-all").get_attribute("href"))
+    )
     assert zipped.ok
     with zipfile.ZipFile(io.BytesIO(zipped.body())) as archive:
         names = archive.namelist()
@@ -192,9 +200,7 @@ def test_a_built_in_run_shows_links_a_profile_with_pictures_and_the_report_and_c
     assert page.errors == [] and other.errors == []  # type: ignore[attr-defined]
 
 
-def test_the_recent_list_shows_only_this_browsers_sessions_newest_first(
-    server, browser, contexts
-):
+def test_the_recent_list_shows_only_this_browsers_sessions_newest_first(server, browser, contexts):
     first = open_page(browser, contexts, DESKTOP)
     Dashboard(first, server).open()
     made = []
@@ -204,7 +210,9 @@ def test_the_recent_list_shows_only_this_browsers_sessions_newest_first(
         made.append(reply.json()["session_id"])
     second = open_page(browser, contexts, DESKTOP)
     Dashboard(second, server).open()
-    theirs = second.request.post(server.url + "/api/sessions", data={"experiment_context": "Theirs"})
+    theirs = second.request.post(
+        server.url + "/api/sessions", data={"experiment_context": "Theirs"}
+    )
     assert theirs.status == 201
 
     first.reload()
@@ -224,14 +232,18 @@ def test_the_recent_list_shows_only_this_browsers_sessions_newest_first(
     first.get_by_role("link", name="Older pilot").click()
     expect(first).to_have_url(f"{server.url}/?session={made[0]}")
     expect(first.locator("[data-status-badge]")).to_have_text("created")
-    expect(first.locator(f'[data-recent-session="{made[0]}"] a')).to_have_attribute("aria-current", "page")
+    expect(first.locator(f'[data-recent-session="{made[0]}"] a')).to_have_attribute(
+        "aria-current", "page"
+    )
     # a link to a session that does not exist says so, and leaves the address clean
     first.goto(f"{server.url}/?session={'0' * 32}")
     expect(first.locator("[data-error]")).to_contain_text("does not exist")
     expect(first).to_have_url(f"{server.url}/")
 
 
-def test_a_hostile_report_renders_as_text_and_runs_nothing(server_factory, browser, contexts, tmp_path):
+def test_a_hostile_report_renders_as_text_and_runs_nothing(
+    server_factory, browser, contexts, tmp_path
+):
     server = server_factory(DASHBOARD_AGENT=WIDE)
     page = open_page(browser, contexts, DESKTOP)
     dialogs: list[str] = []
@@ -246,15 +258,20 @@ def test_a_hostile_report_renders_as_text_and_runs_nothing(server_factory, brows
     report = page.locator("[data-report]")
     expect(report.locator("h1")).to_have_text("Hostile report")
     expect(report).to_contain_text('<script>window.__xss = "script";</script>')
-    expect(report).to_contain_text("<img src=\"x\" onerror=")
-    assert report.locator("script, img, iframe, b, [onerror], [onmouseover], [style*=url]").count() == 0
+    expect(report).to_contain_text('<img src="x" onerror=')
+    assert (
+        report.locator("script, img, iframe, b, [onerror], [onmouseover], [style*=url]").count()
+        == 0
+    )
     links = report.locator("a")
     expect(links).to_have_count(1)  # only the https one; the others keep their words only
     expect(links).to_have_attribute("href", "https://example.org/docs")
     expect(links).to_have_attribute("rel", "noopener noreferrer nofollow")
     expect(report).to_contain_text("javascript link")
     expect(report.locator("table td code")).to_have_text("<script>")
-    expect(report.locator("table td").first).to_have_text('<b onmouseover="window.__xss=\'cell\'">bold?</b>')
+    expect(report.locator("table td").first).to_have_text(
+        "<b onmouseover=\"window.__xss='cell'\">bold?</b>"
+    )
     expect(report.locator("pre code")).to_contain_text("<script>")
     expect(report.locator("li strong")).to_have_text("strong")
     expect(report.locator("li em")).to_have_text("emphasis")
