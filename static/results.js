@@ -374,13 +374,21 @@ export class ResultPanel {
           .then((text) => {
             if (token !== this.token) return;
             const body = el("div", { class: "markdown", "data-report": "" });
-            body.append(renderMarkdown(text));
+            const short = text.length <= REPORT_OPEN_CHARS;
             const details = el(
               "details",
-              { class: "report", open: text.length <= REPORT_OPEN_CHARS },
+              { class: "report", open: short },
               el("summary", {}, el("span", { class: "report-title", text: "Report" }), " ", el("code", { text: REPORT })),
               body,
             );
+            // a long report starts collapsed and is rendered when first opened
+            const build = () => {
+              if (body.dataset.rendered) return;
+              body.dataset.rendered = "true";
+              body.append(renderMarkdown(text));
+            };
+            if (short) build();
+            else details.addEventListener("toggle", () => details.open && build());
             report.replaceChildren(details);
           })
           .catch((error) => {
