@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api import problems
-from api.routes import legacy, log, pages, recent, sessions, streams, tus
+from api.routes import artifacts, legacy, log, pages, recent, sessions, streams, tus
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
 from api.transports import DashboardApp
@@ -71,7 +71,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.state.public_url_resolver = public_url_resolver
     problems.install(app)
-    for module in (pages, recent, sessions, tus, streams, legacy, log):
+    for module in (pages, recent, sessions, tus, streams, legacy, log, artifacts):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     if settings.cors_origins:
