@@ -10,6 +10,7 @@ import { el, formatBytes, renderResult } from "./ui.js";
 const SUMMARY = "results/summary.json";
 const REPORT = "results/report.md";
 const OPEN_SECTIONS = 3; // files past these start collapsed; their rows are built when opened
+const EXPAND_STEP = 2; // sections opened per task by "Expand all"
 const REPORT_OPEN_CHARS = 40_000; // a longer report starts collapsed
 const MAX_FETCH_BYTES = 32 * 1024 * 1024; // a bigger summary or report is linked, not drawn
 
@@ -264,7 +265,14 @@ export function renderProfile(summary) {
     parts.push(el("p", { class: "warning-note", text: `Named in the context but found in no table: ${unknown.join(", ")}` }));
   }
   if (files.length > OPEN_SECTIONS) {
-    const toggle = (open) => () => root.querySelectorAll("details.profile-file").forEach((d) => (d.open = open));
+    // a few sections per task, so the page keeps answering while 50 files' rows are built
+    const toggle = (open) => async () => {
+      const sections = [...root.querySelectorAll("details.profile-file")];
+      for (let i = 0; i < sections.length; i += 1) {
+        if (open && i % EXPAND_STEP === 0 && i) await new Promise((resolve) => setTimeout(resolve, 0));
+        sections[i].open = open;
+      }
+    };
     parts.push(
       el(
         "p",
@@ -309,6 +317,20 @@ export class ResultPanel {
     this.token = 0;
   }
 
+  /** Each artifact's size, from the listing route (the links work without it). */
+  async addSizes(base, list, token) {
+    try {
+      const listing = await fetchArtifact(base, "json");
+      if (token !== this.token || !Array.isArray(listing?.artifacts)) return;
+      for (const item of listing.artifacts) {
+        const row = [...list.querySelectorAll("[data-artifact]")].find((li) => li.dataset.artifact === String(item.path));
+        if (row && Number.isFinite(item.size)) row.append(el("span", { class: "artifact-size", text: formatBytes(item.size) }));
+      }
+    } catch {
+      // sizes are a nicety
+    }
+  }
+
   clear() {
     this.key = null;
     this.token += 1;
@@ -347,7 +369,7 @@ export class ResultPanel {
       box.lastElementChild?.remove();
       return [...box.childNodes];
     };
-    const tasks = [];
+    const tasks = [this.addSizes(base, downloads, token)];
     if (artifacts.includes(SUMMARY)) {
       profile.append(el("p", { class: "hint", text: "Loading the profile…" }));
       tasks.push(

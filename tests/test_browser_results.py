@@ -152,6 +152,8 @@ def test_a_built_in_run_shows_links_a_profile_with_pictures_and_the_report_and_c
     saved = download.value.path()
     assert saved is not None and Path(saved).read_bytes() == expected
     assert download.value.suggested_filename == "report.md"
+    size = page.locator('[data-artifact="results/report.md"] .artifact-size')
+    expect(size).to_have_text(re.compile(r"^\d[\d.]* k?B$", re.IGNORECASE))
     opener = page.locator('[data-artifact="results/summary.json"] a.artifact-open')
     opened = page.request.get(server.url + str(opener.get_attribute("href")))
     assert opened.ok and opened.json()["files"][0]["path"].startswith("trial/")
@@ -331,6 +333,8 @@ def test_a_50_by_40_profile_stays_collapsed_past_the_first_files_on_a_phone(
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"page is {width}px wide at a 390px viewport"
     page.get_by_role("button", name="Expand all").click()
-    expect(page.locator('details.profile-file[data-built="true"]')).to_have_count(FILES)
+    expect(page.locator('details.profile-file[data-built="true"]')).to_have_count(
+        FILES, timeout=RUN_TIMEOUT_MS
+    )
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     dash.screenshot("results-phone.png")
