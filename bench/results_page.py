@@ -72,9 +72,7 @@ def main() -> int:
             dashboard(root / "data", root) as server,
             sync_playwright() as playwright,
         ):
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-            )
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             for _ in range(args.rounds):
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(server.url + "/")

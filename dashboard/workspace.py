@@ -103,6 +103,9 @@ class Workspace:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # every ended session's log survives a restart (?session= links replay it)
+        with contextlib.suppress(OSError):
+            self.hub.archive_finished(0.0, followed_too=True)
         await asyncio.to_thread(self.uploads.close)
 
     async def _sweep_forever(self) -> None:

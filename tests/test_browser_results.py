@@ -23,6 +23,7 @@ from tests.browser_support import (
     chromium_missing_reason,
 )
 from tests.result_agents import COLUMNS, FILES, FLAGGED, UNREADABLE
+from tests.servers import free_port
 
 MISSING = chromium_missing_reason()
 if MISSING:
@@ -338,3 +339,32 @@ def test_a_50_by_40_profile_stays_collapsed_past_the_first_files_on_a_phone(
     )
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     dash.screenshot("results-phone.png")
+
+
+def test_a_session_link_replays_the_same_log_and_results_after_a_restart(
+    server, browser, contexts, tmp_path
+):
+    page = open_page(browser, contexts, DESKTOP)
+    dash = Dashboard(page, server).open()
+    dash.choose_folder(trial_folder(tmp_path))
+    with page.expect_response("**/api/sessions") as created:
+        dash.upload(CONTEXT)
+    session_id = created.value.json()["session_id"]
+    dash.wait_for_state("succeeded", timeout=RUN_TIMEOUT_MS)
+    wait_for_log_end(page)
+    results_loaded(page)
+    before = log_lines(page)
+    page.close()
+
+    # a clean stop right after the run (well before the 30 s archive sweep), then a start
+    server.stop()
+    server.port = free_port()
+    server.start()
+    again = open_page(browser, contexts, DESKTOP)
+    again.goto(f"{server.url}/?session={session_id}")
+    expect(again.locator("[data-status-badge]")).to_have_text("succeeded")
+    wait_for_log_end(again)
+    results_loaded(again)
+    assert log_lines(again) == before
+    expect_profile_of_doses(again)
+    assert again.errors == []  # type: ignore[attr-defined]
