@@ -348,14 +348,15 @@ function blocks(lines, parent, depth) {
       parent.append(renderTable(rows, depth));
       continue;
     }
-    const para = [line.trim()];
+    // leading spaces go; trailing ones stay until inline() (two of them are a line break)
+    const para = [line.trimStart()];
     i += 1;
     while (i < lines.length && !isBlank(lines[i]) && !startsBlock(lines[i], lines[i + 1])) {
-      para.push(lines[i].trim());
+      para.push(lines[i].trimStart());
       i += 1;
     }
     const p = elem("p");
-    p.append(...inline(para.join("\n"), depth));
+    p.append(...inline(para.join("\n").trimEnd(), depth));
     parent.append(p);
   }
 }

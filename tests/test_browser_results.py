@@ -368,3 +368,62 @@ def test_a_session_link_replays_the_same_log_and_results_after_a_restart(
     assert log_lines(again) == before
     expect_profile_of_doses(again)
     assert again.errors == []  # type: ignore[attr-defined]
+
+
+MARKDOWN = r"""## Title with `code` ##
+
+snake_case_name, *it*, **bold _inner_**, a\*literal\* star
+line two<two spaces>
+hard break
+
+3. three
+4. four
+   - nested a
+5. five
+
+---
+
+> quoted **text**
+
+<https://auto.example/x>, [titled](https://t.example "T") and [relative](/x)
+
+    indented <b>
+
+| a | b\|c |
+|:--|--:|
+| 1 | x \\ y |
+""".replace("<two spaces>", "  ")  # a hard line break
+RENDERED = (
+    "<h2>Title with <code>code</code></h2>"
+    "<p>snake_case_name, <em>it</em>, <strong>bold <em>inner</em></strong>, a*literal* star\n"
+    "line two<br>hard break</p>"
+    '<ol start="3"><li>three</li><li>four<ul><li>nested a</li></ul></li><li>five</li></ol>'
+    "<hr><blockquote><p>quoted <strong>text</strong></p></blockquote>"
+    '<p><a href="https://auto.example/x" rel="noopener noreferrer nofollow" target="_blank">'
+    "https://auto.example/x</a>, "
+    '<a href="https://t.example/" rel="noopener noreferrer nofollow" target="_blank">titled</a>'
+    " and <span>relative</span></p>"
+    "<pre><code>indented &lt;b&gt;</code></pre>"
+    '<div class="md-table-wrap"><table class="md-table"><thead><tr>'
+    '<th scope="col" style="text-align: left;">a</th>'
+    '<th scope="col" style="text-align: right;">b|c</th></tr></thead><tbody><tr>'
+    '<td style="text-align: left;">1</td><td style="text-align: right;">x \\ y</td>'
+    "</tr></tbody></table></div>"
+)
+
+
+def test_markdown_renders_headings_lists_quotes_links_code_and_tables(
+    shared_server, browser, contexts
+):
+    page = open_page(browser, contexts, DESKTOP)
+    Dashboard(page, shared_server).open()
+    html = page.evaluate(
+        """async (text) => {
+          const { renderMarkdown } = await import("/static/markdown.js");
+          const box = document.createElement("div");
+          box.append(renderMarkdown(text));
+          return box.innerHTML;
+        }""",
+        MARKDOWN,
+    )
+    assert html == RENDERED
