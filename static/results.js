@@ -177,7 +177,9 @@ function columnTable(file, flaggedNames) {
 }
 
 function fileFacts(file) {
-  const facts = [file.kind === "table" ? String(file.format || "table").toUpperCase() : String(file.description || file.type || file.kind)];
+  const facts = [String(file.kind)];
+  if (file.kind === "table" && file.format) facts.push(String(file.format).toUpperCase());
+  else if (file.kind !== "table" && (file.description || file.type)) facts.push(String(file.description || file.type));
   if (Number.isFinite(file.rows)) facts.push(`${count(file.rows)} rows`);
   if (Array.isArray(file.columns) && file.kind === "table" && !file.error) facts.push(`${file.columns.length} columns`);
   if (Number.isFinite(file.size)) facts.push(formatBytes(file.size));

@@ -333,12 +333,12 @@ def test_a_50_by_40_profile_stays_collapsed_past_the_first_files_on_a_phone(
     )
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"page is {width}px wide at a 390px viewport"
+    dash.screenshot("results-phone.png")
     page.get_by_role("button", name="Expand all").click()
     expect(page.locator('details.profile-file[data-built="true"]')).to_have_count(
         FILES, timeout=RUN_TIMEOUT_MS
     )
     assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
-    dash.screenshot("results-phone.png")
 
 
 def test_a_session_link_replays_the_same_log_and_results_after_a_restart(
