@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api import problems
-from api.routes import artifacts, legacy, log, pages, recent, sessions, streams, tus
+from api.routes import artifacts, legacy, log, pages, recent, sessions, streams, tus, upload_limits
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
 from api.transports import DashboardApp
@@ -73,6 +73,7 @@ def create_app(
     problems.install(app)
     for module in (pages, recent, sessions, tus, streams, legacy, log, artifacts):
         app.include_router(module.router)
+    app.include_router(upload_limits.router)  # session-less Tus-Max-Size discovery
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     if settings.cors_origins:
         app.add_middleware(
