@@ -37,6 +37,7 @@ LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trace": "debug"}
 MAX_LOG_MESSAGE_CHARS = 16_384
 RESTART_ERROR = "The run was interrupted by a server restart."
+RECENT_SESSIONS = 50  # GET /api/sessions lists at most this many
 
 
 def _token_key(token: str) -> str:
@@ -103,6 +104,9 @@ class Workspace:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # every ended session's log survives a restart (?session= links replay it)
+        with contextlib.suppress(OSError):
+            self.hub.archive_finished(0.0, followed_too=True)
         await asyncio.to_thread(self.uploads.close)
 
     async def _sweep_forever(self) -> None:
@@ -154,6 +158,10 @@ class Workspace:
             "artifacts": await self.volumes.artifacts(session_id),
             "summary": record.summary,
         }
+
+    def recent_sessions(self, client_id: str | None) -> list[SessionRecord]:
+        """The sessions started from one browser (its client cookie), newest first."""
+        return self.sessions.of_client(client_id, RECENT_SESSIONS)
 
     def _set_state(self, record: SessionRecord, state: str, error: str | None = None) -> None:
         record.state = state
