@@ -11,8 +11,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api import problems
-from api.routes import artifacts, legacy, log, pages, sessions, streams, tus, upload_limits
+from api import access_log, problems
+from api.method_override import MethodOverride
+from api.routes import (
+    artifacts,
+    legacy,
+    log,
+    pages,
+    recent,
+    sessions,
+    streams,
+    tus,
+    upload_limits,
+)
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
 from api.transports import DashboardApp
@@ -34,6 +45,8 @@ TUS_EXPOSED_HEADERS = [
     "Tus-Extension",
     "Tus-Max-Size",
     "Tus-Checksum-Algorithm",
+    "Upload-Defer-Length",
+    "Upload-Concat",
 ]
 
 
@@ -50,6 +63,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_log.install()
         workspace = Workspace(settings, volumes=volumes, launcher=launcher, writer=writer)
         app.state.workspace = workspace
         await workspace.startup()
@@ -71,7 +85,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.state.public_url_resolver = public_url_resolver
     problems.install(app)
-    for module in (pages, sessions, tus, streams, legacy, log, artifacts):
+    for module in (pages, recent, sessions, tus, streams, legacy, log, artifacts):
         app.include_router(module.router)
     app.include_router(upload_limits.router)  # session-less Tus-Max-Size discovery
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
@@ -83,4 +97,6 @@ def create_app(
             allow_headers=["*"],
             expose_headers=TUS_EXPOSED_HEADERS,
         )
+    # outermost: the overridden method is the one CORS, routing and the handlers see
+    app.add_middleware(MethodOverride)
     return app

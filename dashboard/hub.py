@@ -270,15 +270,18 @@ class EventHub:
         feed.history = deque(self._history(feed))
         feed.archived = False
 
-    def archive_finished(self, idle_s: float) -> int:
-        """Move histories of sessions ended ``idle_s`` ago and followed by nobody to disk."""
+    def archive_finished(self, idle_s: float, *, followed_too: bool = False) -> int:
+        """Move histories of sessions ended ``idle_s`` ago and followed by nobody (or, with
+        ``followed_too``, by anyone: at shutdown) to disk."""
         if self._archive is None:
             return 0
         cutoff = time.monotonic() - idle_s
         moved = 0
         for feed in self._feeds.values():
             ended = feed.ended_at
-            if feed.archived or ended is None or ended > cutoff or feed.subscribers:
+            if feed.archived or ended is None or ended > cutoff:
+                continue
+            if feed.subscribers and not followed_too:
                 continue
             self._archive.write(feed.session_id, feed.history)
             feed.history = deque()

@@ -37,6 +37,7 @@ LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trace": "debug"}
 MAX_LOG_MESSAGE_CHARS = 16_384
 RESTART_ERROR = "The run was interrupted by a server restart."
+RECENT_SESSIONS = 50  # GET /api/sessions lists at most this many
 
 
 def _token_key(token: str) -> str:
@@ -74,6 +75,7 @@ class Workspace:
             max_size=settings.max_upload_size,
             on_progress=self._publish_upload,
             writer=writer,
+            sync=settings.upload_sync,
         )
         self._tokens: dict[str, str] = {}
         self._run_tasks: dict[str, asyncio.Task[None]] = {}
@@ -102,6 +104,9 @@ class Workspace:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # every ended session's log survives a restart (?session= links replay it)
+        with contextlib.suppress(OSError):
+            self.hub.archive_finished(0.0, followed_too=True)
         await asyncio.to_thread(self.uploads.close)
 
     async def _sweep_forever(self) -> None:
@@ -154,6 +159,10 @@ class Workspace:
             "summary": record.summary,
         }
 
+    def recent_sessions(self, client_id: str | None) -> list[SessionRecord]:
+        """The sessions started from one browser (its client cookie), newest first."""
+        return self.sessions.of_client(client_id, RECENT_SESSIONS)
+
     def _set_state(self, record: SessionRecord, state: str, error: str | None = None) -> None:
         record.state = state
         self.sessions.save(record)
@@ -172,39 +181,54 @@ class Workspace:
             raise Conflict("This session's run has started; it takes no more files.")
 
     def create_upload(
-        self, session_id: str, length: int, metadata_header: str, metadata: dict[str, str]
+        self,
+        session_id: str,
+        length: int | None,
+        metadata_header: str,
+        metadata: dict[str, str],
+        *,
+        partial: bool = False,
     ) -> UploadRecord:
+        """A new tus upload; ``partial`` for a part of a concatenation (names no file)."""
         record = self.session(session_id)
         self._check_accepting(record)
-        upload = self.uploads.create(session_id, length, metadata_header, metadata)
-        clash = self._folder_clash(upload)
-        if clash is not None:
-            self.uploads.terminate(upload)  # refused at creation, not at the last chunk
-            raise Conflict(
-                f"{upload.relative_path!r} and {clash!r} cannot both be in this session: "
-                "one would have to be a file and a folder at once."
-            )
+        if partial:
+            upload = self.uploads.create_partial(session_id, length, metadata_header, metadata)
+        else:
+            self._check_folder_clash(session_id, self.uploads.relative_path(metadata))
+            upload = self.uploads.create(session_id, length, metadata_header, metadata)
         if record.state == "created":
             self._set_state(record, "uploading")
-        self._publish_upload(upload)
+        if not partial and upload.length is not None:
+            self._publish_upload(upload)
         return upload
 
-    def _folder_clash(self, upload: UploadRecord) -> str | None:
-        """A file of the session that this path needs as a folder, or that needs it as one."""
-        mine = upload.relative_path
-        for other in self.uploads.records(upload.session_id):
+    async def create_final_upload(
+        self, session_id: str, upload_ids: list[str], metadata_header: str, metadata: dict[str, str]
+    ) -> UploadRecord:
+        """tus concatenation: the final upload, assembled from complete partial uploads."""
+        record = self.session(session_id)
+        self._check_accepting(record)
+        self._check_folder_clash(session_id, self.uploads.relative_path(metadata))
+        return await self.uploads.create_final(session_id, upload_ids, metadata_header, metadata)
+
+    def _check_folder_clash(self, session_id: str, mine: str) -> None:
+        """Refused at creation, not at the last chunk: a path that a file of the session
+        needs as a folder, or that needs one of its files as a folder."""
+        for other in self.uploads.records(session_id):
             theirs = other.relative_path
-            if other is not upload and (
-                mine.startswith(theirs + "/") or theirs.startswith(mine + "/")
-            ):
-                return theirs
-        return None
+            if mine.startswith(theirs + "/") or theirs.startswith(mine + "/"):
+                raise Conflict(
+                    f"{mine!r} and {theirs!r} cannot both be in this session: "
+                    "one would have to be a file and a folder at once."
+                )
 
     async def complete_if_empty(self, upload: UploadRecord) -> UploadRecord:
         """A zero-length upload is complete at creation (tus-js-client sends no PATCH)."""
         if upload.length == 0 and not upload.done:
             await self.uploads.complete_empty(upload)
-            self._publish_upload(upload)
+            if not upload.partial:
+                self._publish_upload(upload)
         return upload
 
     async def append(
@@ -216,12 +240,26 @@ class Workspace:
         *,
         content_length: int | None,
         checksum: tuple[str, bytes] | None,
+        upload_length: int | None = None,
     ) -> UploadRecord:
         self.session(session_id)
         upload = self.uploads.get(session_id, upload_id)
         return await self.uploads.append(
-            upload, offset, body, content_length=content_length, checksum=checksum
+            upload,
+            offset,
+            body,
+            content_length=content_length,
+            checksum=checksum,
+            upload_length=upload_length,
         )
+
+    async def upload_for_head(self, session_id: str, upload_id: str) -> UploadRecord:
+        """An upload for HEAD. One whose every byte arrived but which a killed server never
+        published is finished first: a client that sees offset == length sends no PATCH."""
+        upload = self.uploads.get(session_id, upload_id)
+        if await self.uploads.finish_if_stranded(upload) and not upload.partial:
+            self._publish_upload(upload)
+        return upload
 
     def _publish_upload(self, upload: UploadRecord) -> None:
         self.hub.publish(upload.session_id, "upload", upload.public())
@@ -247,6 +285,12 @@ class Workspace:
         if unfinished:
             names = ", ".join(u.relative_path for u in unfinished[:3])
             raise Conflict(f"{len(unfinished)} upload(s) are not finished yet: {names}.")
+        partials = self.uploads.partials(session_id)
+        if partials:
+            raise Conflict(
+                f"{len(partials)} part(s) of a parallel upload wait for their final upload "
+                "(Upload-Concat: final); finish or terminate them first."
+            )
         if not any(u.done for u in self.uploads.records(session_id)):
             raise Conflict("Upload at least one file before starting the run.")
         record.run = RunRecord("queued")
