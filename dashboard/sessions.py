@@ -41,6 +41,7 @@ class RunRecord:
     error: str | None = None
     started: float | None = None
     finished: float | None = None
+    call_id: str | None = None  # a detached run's handle (Modal FunctionCall id), never public
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state}

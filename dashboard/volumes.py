@@ -58,6 +58,13 @@ class VolumeStore(Protocol):
     async def artifacts(self, session_id: str) -> list[str]:
         """Paths (relative to the volume) of what the agent wrote under ``results/``."""
 
+    async def checkpoint(self) -> None:
+        """Make the server's own files (the data dir: records, histories) outlive a crash.
+
+        Locally they are on disk already; on Modal the staging volume is committed.
+        Never raises: a failed checkpoint is caught up by the next one.
+        """
+
 
 class LocalVolumeStore:
     """Volumes as folders: ``<root>/dataset-volume-<id>/``."""
@@ -131,3 +138,6 @@ class LocalVolumeStore:
             return []
         volume = self.path(session_id)
         return sorted(p.relative_to(volume).as_posix() for p in results.rglob("*") if p.is_file())
+
+    async def checkpoint(self) -> None:
+        """Nothing to do: the data dir is a local folder (records are written atomically)."""

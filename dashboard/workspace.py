@@ -22,7 +22,13 @@ from dashboard.context import validate_context
 from dashboard.errors import Conflict, InvalidInput, Unauthorized
 from dashboard.event_archive import EventArchive
 from dashboard.hub import EventHub
-from dashboard.runner import AgentFailure, AgentJob, AgentLauncher, LocalProcessLauncher
+from dashboard.runner import (
+    AgentFailure,
+    AgentJob,
+    AgentLauncher,
+    DetachedLauncher,
+    LocalProcessLauncher,
+)
 from dashboard.sessions import TERMINAL, RunRecord, SessionRecord, SessionStore, check_session_id
 from dashboard.storage import read_json, write_json_atomic
 from dashboard.uploads import FileWriter, UploadManager, UploadRecord
@@ -37,6 +43,7 @@ LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trace": "debug"}
 MAX_LOG_MESSAGE_CHARS = 16_384
 RESTART_ERROR = "The run was interrupted by a server restart."
+HISTORY_FLUSH_S = 1.0  # new events reach the archive (and, on Modal, a commit) this often
 
 
 def _token_key(token: str) -> str:
@@ -78,6 +85,13 @@ class Workspace:
         self._tokens: dict[str, str] = {}
         self._run_tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._persister: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def detached_runs(self) -> bool:
+        """Whether runs live outside this process (Modal) and outlast it."""
+        return isinstance(self.launcher, DetachedLauncher)
 
     # -- lifecycle -----------------------------------------------------------------
     async def startup(self) -> None:
@@ -87,15 +101,27 @@ class Workspace:
             shutil.rmtree(leftover, ignore_errors=True)
         for record in self.sessions.all():
             self._tokens[_token_key(record.log_token)] = record.session_id
-            if record.state in ("queued", "running"):
+            if record.state not in ("queued", "running"):
+                continue
+            run = record.run
+            if self.detached_runs and run is not None and run.call_id:
+                self._reattach(record, run.call_id)
+            else:  # a local child process died with the server (or never started)
                 record.state = "failed"
                 record.run = RunRecord("failed", RESTART_ERROR, finished=time.time())
                 self.sessions.save(record)
+        await self.volumes.checkpoint()  # the seq block reserved by the hub, the records
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._persister = asyncio.create_task(self._persist_forever())
 
     async def shutdown(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        """Stop the background work. A detached (Modal) run is not stopped: its record
+        keeps the FunctionCall id and the next container re-attaches to it. A local
+        child-process run is killed with the server, as it cannot outlive it."""
+        self._stopping = True
+        for background in (self._sweeper, self._persister):
+            if background is not None:
+                background.cancel()
         tasks = list(self._run_tasks.values())
         for task in tasks:
             task.cancel()
@@ -103,6 +129,22 @@ class Workspace:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.to_thread(self.uploads.close)
+        with contextlib.suppress(OSError):
+            self.hub.flush_history()
+        await self.volumes.checkpoint()
+
+    async def _persist_forever(self) -> None:
+        """Append new events to each session's archive and checkpoint, about every second,
+        so a page that re-attaches after a restart (even a crash) replays the log."""
+        while True:
+            await asyncio.sleep(HISTORY_FLUSH_S)
+            try:
+                written = self.hub.flush_history()
+            except OSError:
+                logger.exception("writing event histories failed")
+                continue
+            if written:
+                await self.volumes.checkpoint()
 
     async def _sweep_forever(self) -> None:
         last_upload_sweep = time.monotonic()
@@ -260,24 +302,54 @@ class Workspace:
             agent=self.settings.agent,
             timeout=self.settings.run_timeout,
         )
-        task = asyncio.create_task(self._run(record, job))
-        self._run_tasks[session_id] = task
-        task.add_done_callback(lambda _t: self._run_tasks.pop(session_id, None))
+        self._track(session_id, self._run(record, job))
         return record
 
-    async def _run(self, record: SessionRecord, job: AgentJob) -> None:
+    def _track(self, session_id: str, run: Any) -> None:
+        task = asyncio.create_task(run)
+        self._run_tasks[session_id] = task
+        task.add_done_callback(lambda _t: self._run_tasks.pop(session_id, None))
+
+    def _reattach(self, record: SessionRecord, call_id: str) -> None:
+        """After a restart: collect the outcome of a run that went on without us."""
         assert record.run is not None
-        record.run.state = "running"
-        record.run.started = time.time()
-        self._set_state(record, "running")
+        started = record.run.started or time.time()
+        left = self.settings.run_timeout - (time.time() - started)
+        job = AgentJob(
+            session_id=record.session_id,
+            volume_name=record.volume_name,
+            experiment_context=record.experiment_context.value,
+            log_url="",  # the agent has had its log URL since it started
+            log_token=record.log_token,
+            agent=self.settings.agent,
+            timeout=max(left, 1.0),
+        )
+        self.session(record.session_id)  # its feed, with the history from the archive
+        self._track(record.session_id, self._run(record, job, call_id=call_id))
+
+    async def _run(self, record: SessionRecord, job: AgentJob, call_id: str | None = None) -> None:
+        assert record.run is not None
         try:
-            result = await self.launcher.run(job)
+            if call_id is None:
+                record.run.state = "running"
+                record.run.started = time.time()
+                self._set_state(record, "running")
+            if isinstance(self.launcher, DetachedLauncher):
+                if call_id is None:
+                    call_id = await self.launcher.start(job)
+                    record.run.call_id = call_id
+                    self.sessions.save(record)
+                    await self.volumes.checkpoint()  # a crash from here on re-attaches
+                result = await self.launcher.wait(job, call_id)
+            else:
+                result = await self.launcher.run(job)
         except AgentFailure as exc:
             self._finish(record, "failed", str(exc))
             return
         except asyncio.CancelledError:
-            self._finish(record, "failed", "The run was stopped because the server shut down.")
-            raise
+            if not (self._stopping and record.run.call_id):
+                self._finish(record, "failed", "The run was stopped because the server shut down.")
+            raise  # a detached run goes on; the next container re-attaches to it
         except Exception as exc:  # a launcher bug or a cloud error: still a readable failure
             logger.exception("agent launcher failed")
             self._finish(

@@ -114,6 +114,7 @@ class ModalVolumeStore:
         # data/ paths known to exist per session: the web container is the only writer
         self._published: dict[str, set[str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._commit_lock = asyncio.Lock()
 
     def volume(self, session_id: str) -> VolumeLike:
         handle = self._volumes.get(session_id)
@@ -134,10 +135,15 @@ class ModalVolumeStore:
             return
         if self._staging is None:
             self._staging = self._factory(self._staging_name)
-        try:
-            await self._staging.commit.aio()
-        except Exception:  # the background commit catches up; never fail the request for it
-            logger.warning("committing the staging volume failed", exc_info=True)
+        async with self._commit_lock:  # one commit at a time; a waiting one covers the rest
+            try:
+                await self._staging.commit.aio()
+            except Exception:  # the background commit catches up; never fail a request for it
+                logger.warning("committing the staging volume failed", exc_info=True)
+
+    async def checkpoint(self) -> None:
+        """Commit the staging volume (mounted as the data dir) so a crash keeps what is in it."""
+        await self._commit_staging()
 
     # -- VolumeStore -------------------------------------------------------------------
     async def create(self, session_id: str, context: dict[str, Any]) -> None:
