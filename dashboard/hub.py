@@ -148,6 +148,10 @@ class Subscription:
     def has_pending(self) -> bool:
         return bool(self._pending)
 
+    def nudge(self) -> None:
+        """Wake a waiting ``next_batch`` with nothing (``[]``): time for a heartbeat."""
+        self._wake.set()
+
     def interrupt(self) -> None:
         """Wake a waiting ``next_batch`` for good (the viewer went away)."""
         self.closed = True

@@ -11,6 +11,8 @@ serves the URL then).
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 import modal_app
+from api.routes import streams
 from api.transports import TRANSPORT_KEY
 from tests.feeds import tus_upload
 from tests.modal_runtime import CrashLosingVolume, ModalWebContainer
@@ -189,3 +192,109 @@ def test_after_a_crash_the_run_is_reattached_and_its_logs_and_result_are_accepte
     assert not call.cancelled
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs)), "seq increases across the crash, no duplicates"
+
+
+# -- heartbeats and the stuck viewer on Modal's ASGI runtime ------------------------------------
+def test_idle_feeds_heartbeat_under_modals_wrapper(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WebSocket: an empty-array text frame (the app cannot send a ping through ASGI);
+    SSE: a comment. Both within the interval, through Modal's serialization."""
+    monkeypatch.setattr(streams, "HEARTBEAT_S", 0.6)
+    with world.container as container:
+        sid = httpx.post(
+            f"{container.url}/api/sessions", json={"experiment_context": "idle"}, timeout=10
+        ).json()["session_id"]
+        with ws_connect(f"{container.ws_url}/api/sessions/{sid}/ws?since=0") as ws:
+            assert states(json.loads(ws.recv(timeout=10))) == ["created"]
+            last, gaps = time.monotonic(), []
+            for _ in range(4):
+                assert json.loads(ws.recv(timeout=5)) == []  # a heartbeat, no envelope
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+        assert max(gaps) < 0.6 * 2, gaps  # never much more than the interval apart
+        comments = 0
+        with httpx.stream(
+            "GET", f"{container.url}/api/sessions/{sid}/events", timeout=10
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    comments += 1
+                    if comments == 2:
+                        break
+        assert comments == 2
+
+
+def never_reading_viewer(port: int, path: str, *, websocket: bool) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        if websocket
+        else "Accept: text/event-stream\r\n"
+    )
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{upgrade}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101" if websocket else b"HTTP/1.1 200"), head
+    return sock
+
+
+def test_a_stuck_viewer_is_cut_off_under_modals_wrapper_and_the_others_get_everything(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Modal's runtime has no transport to reset, and buffers a viewer's output in the
+    container (a 1024-message queue, then up to 16 MiB per ``put_data_out``) before a send
+    blocks; once it does, the send deadline still cuts the viewer off, its close is queued
+    within a bound, and the hub lets go of it while the other viewers get everything."""
+    monkeypatch.setattr(streams, "SEND_DEADLINE_S", 1.0)
+    with world.container as container:
+        url = container.url
+        sid = httpx.post(
+            f"{url}/api/sessions", json={"experiment_context": "stuck"}, timeout=10
+        ).json()["session_id"]
+        token = world.committed_record(sid)["log_token"]
+        path = f"/api/sessions/{sid}/ws?since=0"
+        stuck = never_reading_viewer(container.port, path, websocket=True)
+        stuck_sse = never_reading_viewer(
+            container.port, f"/api/sessions/{sid}/events", websocket=False
+        )
+        # one frame per POST of 64 KiB: past 16 MiB and 1024 messages, and the sockets
+        posts, per_post = 1400, 4
+        filler = "x" * 16_000
+
+        def followed() -> int:
+            return int(httpx.get(f"{url}/healthz", timeout=10).json()["sessions_followed"])
+
+        got: list[int] = []
+
+        def read_all(ws: ClientConnection) -> None:
+            while len(got) < posts * per_post:
+                frame = json.loads(ws.recv(timeout=30))
+                got.extend(int(e["data"]["message"][:6]) for e in frame if e["type"] == "log")
+
+        try:
+            with ws_connect(f"{container.ws_url}{path}", max_size=None) as healthy:
+                wait_for(lambda: followed() == 3, "all three viewers subscribed")
+                reader = threading.Thread(target=read_all, args=(healthy,), daemon=True)
+                reader.start()
+                with httpx.Client(
+                    base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+                ) as poster:
+                    for i in range(posts):
+                        records = [
+                            {"message": f"{i * per_post + k:06d}{filler}"} for k in range(per_post)
+                        ]
+                        assert poster.post("/log", json={"records": records}).status_code == 202
+                reader.join(60)
+                assert got == list(range(posts * per_post)), "the reader got every line, in order"
+                wait_for(lambda: followed() == 1, "the stuck viewers were let go", within=15)
+            assert container.proxy is not None
+            assert not any(TRANSPORT_KEY in s for s in container.proxy.scopes)
+        finally:
+            stuck.close()
+            stuck_sse.close()
