@@ -11,8 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api import problems
+from api import access_log, problems
 from api.heartbeats import Heartbeats
+from api.method_override import MethodOverride
 from api.routes import legacy, log, pages, sessions, streams, tus
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
@@ -35,6 +36,8 @@ TUS_EXPOSED_HEADERS = [
     "Tus-Extension",
     "Tus-Max-Size",
     "Tus-Checksum-Algorithm",
+    "Upload-Defer-Length",
+    "Upload-Concat",
 ]
 
 
@@ -51,6 +54,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_log.install()
         workspace = Workspace(settings, volumes=volumes, launcher=launcher, writer=writer)
         app.state.workspace = workspace
         await workspace.startup()
@@ -84,4 +88,6 @@ def create_app(
             allow_headers=["*"],
             expose_headers=TUS_EXPOSED_HEADERS,
         )
+    # outermost: the overridden method is the one CORS, routing and the handlers see
+    app.add_middleware(MethodOverride)
     return app

@@ -2,7 +2,10 @@
 
 File parts go straight to staging files as they arrive (never whole in memory);
 their names (which may carry a relative path) are checked by the path rules before a
-byte is written. Text fields are kept, each bounded in size.
+byte is written. Text fields are kept, each bounded in size. The form is acknowledged
+once, after its last byte: ``settle`` flushes every file (``fdatasync``) before the files
+are published, and the kernel is asked to start writing each file out while it arrives
+(``WritebackHint``) so that flush has little left to do.
 """
 
 from __future__ import annotations
@@ -18,14 +21,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dashboard.errors import Conflict, MalformedRequest, TooLarge
 from dashboard.paths import clean_relative_path
-from dashboard.syncer import SyncedFile, Syncer
+from dashboard.uploads import FileWriter, WritebackHint, sync_file
 
 MAX_FIELD_BYTES = 1024 * 1024  # a text field (the experiment context) beyond this is refused
 MAX_PARTS = 100_000
-# A form's file is acknowledged once, at the end of the request, not per chunk as a tus
-# PATCH is: larger background syncs keep the disk busier for fewer journal commits
-# (bench/upload.py: 0.79x -> 0.85x the raw POST's rate, against 1 MiB steps).
-SYNC_STEP = 16 * 1024 * 1024
 MAX_PART_HEADER_BYTES = 16 * 1024  # room for a 4096-byte path even when escaped (filename*)
 _FILENAME = re.compile(r'filename="((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 _FILENAME_STAR = re.compile(r"filename\*=([^;]+)", re.IGNORECASE)
@@ -58,21 +57,21 @@ class ParsedForm:
 
 
 class LegacyFormReader:
-    def __init__(self, content_type: str, staging: Path, syncer: Syncer) -> None:
+    def __init__(self, content_type: str, staging: Path, writer: FileWriter) -> None:
         ctype, params = parse_options_header(content_type)
         boundary = params.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
             raise MalformedRequest("POST /upload takes multipart/form-data with a boundary.")
         self.staging = staging
-        self._syncer = syncer
+        self._writer = writer
         self.form = ParsedForm()
         self._header_field = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
         self._field_name: str | None = None
         self._field_buf = bytearray()
-        self._file: SyncedFile | None = None  # the file part being written
-        self._finishing: list[asyncio.Future[None]] = []  # files whose last sync is due
+        self._fd: int | None = None  # the file part being written
+        self._hint: WritebackHint | None = None
         self._current: StagedFile | None = None
         self._names: set[str] = set()
         self._parts = 0
@@ -129,20 +128,19 @@ class LegacyFormReader:
         self._names.add(relative)
         staged = StagedFile(relative, self.staging / f"{len(self.form.files):06d}.part")
         self.staging.mkdir(parents=True, exist_ok=True)
-        self._file = self._syncer.track(
-            os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), step=SYNC_STEP
-        )
+        self._fd = os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._hint = WritebackHint(self._writer, self._fd, 0)
         self._current = staged
         self.form.files.append(staged)
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._file is not None and self._current is not None:
+        if self._fd is not None and self._current is not None and self._hint is not None:
             view = memoryview(data)[start:end]
             while view:
-                written = os.write(self._file.fd, view)
+                written = self._writer.write(self._fd, view)
                 view = view[written:]
                 self._current.size += written
-                self._file.wrote(written)
+                self._hint.wrote(written)
         elif self._field_name is not None:
             if len(self._field_buf) + end - start > MAX_FIELD_BYTES:
                 raise TooLarge(
@@ -151,10 +149,8 @@ class LegacyFormReader:
             self._field_buf += data[start:end]
 
     def _part_end(self) -> None:
-        if self._file is not None:
-            # made durable by the syncer while the next parts arrive; settle() waits
-            self._finishing.append(self._file.finish())
-            self._file = None
+        if self._fd is not None:
+            self._close_file()  # flushed by settle(), once the whole form is in
         elif self._field_name is not None:
             try:
                 text = self._field_buf.decode("utf-8")
@@ -169,21 +165,25 @@ class LegacyFormReader:
 
     def finish(self) -> ParsedForm:
         self._parser.finalize()
-        if self._file is not None:
+        if self._fd is not None:
             raise MalformedRequest("The multipart body ended in the middle of a file.")
         return self.form
 
+    def _close_file(self) -> None:
+        fd, self._fd, self._hint = self._fd, None, None
+        if fd is not None:
+            os.close(fd)
+
     async def settle(self) -> None:
-        """Wait until every finished file is durable and closed; raise a sync error."""
-        finishing, self._finishing = self._finishing, []
-        for error in await asyncio.gather(*finishing, return_exceptions=True):
-            if isinstance(error, BaseException):
-                raise error
+        """Flush every file of the form to disk (one ``fdatasync`` each); raise its error."""
+        paths = [f.path for f in self.form.files]
+
+        def sync_all() -> None:
+            for path in paths:
+                sync_file(self._writer, path)
+
+        await asyncio.to_thread(sync_all)
 
     async def aclose(self) -> None:
-        """Close every file, finished or not (on any exit of the request)."""
-        if self._file is not None:
-            self._finishing.append(self._file.finish())
-            self._file = None
-        await asyncio.gather(*self._finishing, return_exceptions=True)
-        self._finishing = []
+        """Close the file being written, if any (on any exit of the request)."""
+        self._close_file()

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from python_multipart.exceptions import ParseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount, Route
 
 from api.schemas import document
 from dashboard.errors import DashboardError
@@ -71,18 +72,39 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return problem(422, "Invalid input", detail, slug="invalid-input", errors=errors)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app has at this path.
+
+    Starlette's 405 names only the methods of the first route whose path matched; a path
+    served by several routes (tus: HEAD, PATCH and DELETE each have their own) has more.
+    """
+    methods: set[str] = set()
+    scope = {**request.scope, "type": "http"}
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            if route.matches(scope)[0] != Match.NONE:
+                methods |= route.methods
+        elif isinstance(route, Mount) and route.matches(scope)[0] != Match.NONE:
+            methods |= {"GET", "HEAD"}  # the static files
+    return sorted(methods)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed"}
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = "There is nothing at this address."
-    return problem(
-        exc.status_code,
-        titles.get(exc.status_code, "Error"),
-        detail,
-        headers=dict(exc.headers or {}),
-    )
+    if exc.status_code == 405:
+        allowed = allowed_methods(request) or sorted(
+            m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
+        )
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not a method of this address; it takes {headers['Allow']}."
+    if _is_tus(request):
+        headers.update(TUS_HEADERS)
+    return problem(exc.status_code, titles.get(exc.status_code, "Error"), detail, headers=headers)
 
 
 async def malformed_body(request: Request, exc: Exception) -> Response:

@@ -182,7 +182,17 @@ _DECIMAL = r"^[0-9]{1,19}$"
 TUS_RESUMABLE = _header("Tus-Resumable", "Must be 1.0.0 (else 412).", required=True, enum=["1.0.0"])
 TUS_CREATE_PARAMETERS: list[dict[str, Any]] = [
     TUS_RESUMABLE,
-    _header("Upload-Length", "Size of the whole file in bytes.", required=True, pattern=_DECIMAL),
+    _header(
+        "Upload-Length",
+        "Size of the whole file in bytes (required unless Upload-Defer-Length: 1 or a final "
+        "Upload-Concat).",
+        pattern=_DECIMAL,
+    ),
+    _header("Upload-Defer-Length", "1: the length is sent on a later PATCH.", pattern="^1$"),
+    _header(
+        "Upload-Concat",
+        "'partial' (a part of a parallel upload) or 'final;<partial upload URLs>'.",
+    ),
     _header("Upload-Metadata", "Comma-separated 'key base64value' pairs; relativePath names it."),
     _header("Upload-Checksum", "'<algorithm> <base64 digest>' of a body sent with creation."),
 ]
@@ -195,6 +205,11 @@ TUS_PATCH_PARAMETERS: list[dict[str, Any]] = [
         pattern=_DECIMAL,
     ),
     _header("Upload-Checksum", "'<algorithm> <base64 digest>' of this chunk (else 460)."),
+    _header(
+        "Upload-Length",
+        "The length of an upload created with Upload-Defer-Length: 1.",
+        pattern=_DECIMAL,
+    ),
 ]
 TUS_TERMINATE_PARAMETERS: list[dict[str, Any]] = [TUS_RESUMABLE]
 

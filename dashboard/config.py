@@ -18,6 +18,11 @@ DEFAULT_HISTORY = 100_000  # events retained per session for replay
 DEFAULT_UPLOAD_EXPIRY_S = 86_400  # an unfinished upload is swept after this
 DEFAULT_RUN_TIMEOUT_S = 3_600.0  # an agent run longer than this is failed
 DEFAULT_MAX_UPLOAD_SIZE = 1024 * 1024 * MIB  # 1 TiB, advertised as Tus-Max-Size
+# When an upload's bytes are flushed to disk: "complete" (once, when the file is complete,
+# before it is published; a PATCH is acknowledged once written, as tusd's file store does)
+# or "chunk" (every PATCH before its acknowledgement: power-loss-safe offsets, slower)
+UPLOAD_SYNC_MODES = ("complete", "chunk")
+DEFAULT_UPLOAD_SYNC = "complete"
 
 
 class SettingsError(ValueError):
@@ -39,6 +44,7 @@ class Settings:
     run_timeout: float = DEFAULT_RUN_TIMEOUT_S
     max_upload_size: int = DEFAULT_MAX_UPLOAD_SIZE
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    upload_sync: str = DEFAULT_UPLOAD_SYNC
 
     @property
     def volumes_dir(self) -> Path:
@@ -81,6 +87,12 @@ class Settings:
             port = int(port_raw)
         except ValueError as exc:
             raise SettingsError(f"port must be an integer, got {port_raw!r}") from exc
+        upload_sync = (get("UPLOAD_SYNC") or DEFAULT_UPLOAD_SYNC).strip().lower()
+        if upload_sync not in UPLOAD_SYNC_MODES:
+            raise SettingsError(
+                f"DASHBOARD_UPLOAD_SYNC must be one of {', '.join(UPLOAD_SYNC_MODES)}, "
+                f"got {upload_sync!r}"
+            )
         origins = tuple(o.strip() for o in (get("CORS_ORIGINS") or "").split(",") if o.strip())
         return cls(
             data_dir=Path(get("DATA_DIR") or DEFAULT_DATA_DIR),
@@ -94,4 +106,5 @@ class Settings:
             run_timeout=number("RUN_TIMEOUT", DEFAULT_RUN_TIMEOUT_S, float),
             max_upload_size=int(number("MAX_UPLOAD_SIZE", DEFAULT_MAX_UPLOAD_SIZE, int)),
             cors_origins=origins,
+            upload_sync=upload_sync,
         )

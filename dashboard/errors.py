@@ -49,6 +49,12 @@ class Unauthorized(DashboardError):
     slug = "unauthorized"
 
 
+class Forbidden(DashboardError):
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
 class NotFound(DashboardError):
     status = 404
     title = "Not found"
@@ -107,6 +113,7 @@ ALL_ERRORS: tuple[type[DashboardError], ...] = (
     MalformedRequest,
     InvalidInput,
     Unauthorized,
+    Forbidden,
     NotFound,
     Conflict,
     Gone,

@@ -12,7 +12,10 @@ from email.utils import formatdate
 from dashboard.errors import MalformedRequest, PreconditionFailed, UnsupportedMediaType
 
 TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
+TUS_EXTENSIONS = (
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"
+    "concatenation"
+)
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 _KEY = re.compile(r"^[^\s,]+$")
@@ -39,6 +42,17 @@ def parse_non_negative(value: str | None, name: str) -> int | None:
     if not value.isdigit() or not value.isascii():
         raise MalformedRequest(f"{name} must be a non-negative integer, got {value[:40]!r}.")
     return int(value)
+
+
+def parse_defer_length(value: str | None) -> bool:
+    """``Upload-Defer-Length``: absent, or exactly ``1`` (the length comes later)."""
+    if value is None:
+        return False
+    if value.strip() != "1":
+        raise MalformedRequest(
+            f"Upload-Defer-Length must be 1, got {value[:40]!r}; nothing was stored."
+        )
+    return True
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:

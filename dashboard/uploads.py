@@ -2,11 +2,23 @@
 
 Partial files live in the staging area, outside every volume:
 ``<staging>/<session>/<upload>.part`` (the bytes) and ``<upload>.json`` (the record).
-The offset of an upload is the size of its ``.part`` file, i.e. what reached the disk:
-a dropped connection or a killed server keeps the bytes received, never more. A
-complete file moves atomically into ``data/<relative path>`` of the session's volume.
-Chunks sent with ``Upload-Checksum`` go to a side file first and are appended only
-once verified, so a mismatch (460) changes nothing.
+
+Durability (as tusd's file store). A PATCH is acknowledged once its bytes are written into
+the ``.part`` file: the offset is that file's size as the operating system holds it, so a
+killed server process (SIGKILL) or a dropped connection keeps the bytes received, never
+more. After a power loss a HEAD may report fewer bytes than were acknowledged; a tus client
+asks HEAD before it resumes, so it sends them again. When the last byte is in, the file is
+flushed once (``fdatasync``) before it moves into the volume and before ``done`` is
+published: a file marked done is on disk. ``sync="chunk"`` (``DASHBOARD_UPLOAD_SYNC``)
+flushes every PATCH before acknowledging it instead (power-loss-safe acknowledgements).
+
+Chunks sent with ``Upload-Checksum`` go to a side file first and are appended only once
+verified, so a mismatch (460) changes nothing.
+
+Extensions beyond creation: ``creation-defer-length`` (the length arrives on a later PATCH)
+and ``concatenation``: partial uploads stay in staging, never in the volume nor in the
+session's file list; the final upload is assembled from them in the kernel
+(``copy_file_range``, no byte through Python), flushed, published, and the partials removed.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -27,21 +40,30 @@ from typing import Any
 from dashboard.errors import (
     ChecksumMismatch,
     Conflict,
+    Forbidden,
     Gone,
     InsufficientStorage,
     InvalidInput,
     Locked,
+    MalformedRequest,
     NotFound,
     TooLarge,
 )
 from dashboard.paths import clean_relative_path
 from dashboard.storage import read_json, write_json_atomic
-from dashboard.syncer import Syncer
 from dashboard.volumes import VolumeStore
 
 UPLOAD_ID_LEN = 32
+SYNC_MODES = ("complete", "chunk")
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+KICK_STEP = 1024 * 1024  # start writeback every this many bytes (see WritebackHint)
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
+PARTIAL = "partial"
+FINAL = "final"
+
+# One line per upload (created, completed, terminated, expired): the access log's view of
+# tus, whose PATCH and HEAD requests api/access_log.py keeps out of uvicorn's access log.
+access_log = logging.getLogger("dashboard.access")
 
 
 def storage_error(exc: OSError, *, resumable: bool = True) -> Exception:
@@ -72,24 +94,45 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
 _sync_file_range = _load_sync_file_range()
 
 
+def name_from_metadata(metadata: dict[str, str]) -> str | None:
+    """The file's name as sent: ``relativePath``, unless empty or the string ``null``
+    (what Uppy sends for a file not picked from a folder), else ``filename``."""
+    relative = metadata.get("relativePath", "").strip()
+    if relative and relative != "null":
+        return relative
+    return metadata.get("filename") or None
+
+
 @dataclass
 class UploadRecord:
     upload_id: str
     session_id: str
-    length: int
-    relative_path: str
+    length: int | None  # None while deferred (creation-defer-length)
+    relative_path: str  # "" for a partial upload (concatenation): it names no file
     metadata_header: str
     metadata: dict[str, str]
     created: float
     expires: float
     done: bool = False
+    concat: str = ""  # "", "partial" or "final"
+    parts: list[str] = field(default_factory=list)  # a final upload's partials, in order
     offset: int = 0  # refreshed from the .part file size, never trusted from the record
 
+    @property
+    def partial(self) -> bool:
+        return self.concat == PARTIAL
+
+    @property
+    def complete(self) -> bool:
+        return self.length is not None and self.offset == self.length
+
     def public(self) -> dict[str, Any]:
+        offset = self.length if self.done and self.length is not None else self.offset
         return {
             "path": self.relative_path,
-            "length": self.length,
-            "offset": self.length if self.done else self.offset,
+            # while the length is deferred, the bytes received are all that is known
+            "length": self.length if self.length is not None else offset,
+            "offset": offset,
             "done": self.done,
         }
 
@@ -122,6 +165,60 @@ class FileWriter:
         """Make the file's data durable: ``fdatasync`` (data and size, not timestamps)."""
         getattr(os, "fdatasync", os.fsync)(fd)
 
+    def copy(self, src: int, dst: int, count: int) -> None:
+        """Append ``count`` bytes of ``src`` (from its start) to ``dst``, in the kernel."""
+        copied = 0
+        dst_at = os.fstat(dst).st_size
+        while copied < count:
+            try:
+                n = os.copy_file_range(src, dst, count - copied, copied, dst_at + copied)
+            except OSError as exc:  # EXDEV, ENOSYS, EINVAL: sendfile does file to file too
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                os.lseek(dst, dst_at + copied, os.SEEK_SET)
+                n = os.sendfile(dst, src, copied, count - copied)
+            if n == 0:
+                raise OSError(errno.EIO, "a partial upload ended before its length")
+            copied += n
+
+
+class WritebackHint:
+    """Starts writeback of a growing file every ``KICK_STEP`` bytes.
+
+    Not durability (only the final ``fdatasync`` is): the disk writes while the network
+    still delivers, so the one flush at the end of a file has little left to do.
+    """
+
+    def __init__(self, writer: FileWriter, fd: int, position: int) -> None:
+        self._writer = writer
+        self._fd = fd
+        self._kicked_to = position
+        self.position = position
+
+    def wrote(self, count: int) -> None:
+        self.position += count
+        if self.position - self._kicked_to >= KICK_STEP:
+            self._writer.start_writeback(self._fd, self._kicked_to, self.position - self._kicked_to)
+            self._kicked_to = self.position
+
+
+def sync_file(writer: FileWriter, path: Path) -> None:
+    """``fdatasync`` one file (blocking: call it in a thread)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        writer.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_and_close(writer: FileWriter, fd: int) -> None:
+    """Sync then close ``fd``, both in the same thread: a cancelled waiter can never close
+    the descriptor under a sync still running on it."""
+    try:
+        writer.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 class UploadManager:
     def __init__(
@@ -133,14 +230,17 @@ class UploadManager:
         max_size: int,
         on_progress: ProgressCallback,
         writer: FileWriter | None = None,
+        sync: str = "complete",
     ) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
         self._root = staging_dir
         self._volumes = volumes
         self._expiry = expiry_s
         self.max_size = max_size
+        self.sync = sync
         self._on_progress = on_progress
         self.writer = writer or FileWriter()
-        self.syncer = Syncer(self.writer.fsync, self.writer.start_writeback)
         self._sessions: dict[str, _SessionUploads] = {}
         self._busy: set[str] = set()
         self._root.mkdir(parents=True, exist_ok=True)
@@ -175,7 +275,7 @@ class UploadManager:
                 for path in folder.glob("*.json"):
                     raw = read_json(path)
                     record = UploadRecord(**raw)
-                    if not record.done:
+                    if not record.done or record.partial:
                         part = self._part(record)
                         record.offset = part.stat().st_size if part.exists() else 0
                         self._side(record).unlink(missing_ok=True)
@@ -187,7 +287,11 @@ class UploadManager:
         return f"/api/sessions/{record.session_id}/files/{record.upload_id}"
 
     def records(self, session_id: str) -> list[UploadRecord]:
-        return sorted(self._session(session_id).records.values(), key=lambda r: r.created)
+        """The session's files: every upload but the partials of a concatenation."""
+        return sorted(
+            (r for r in self._session(session_id).records.values() if not r.partial),
+            key=lambda r: r.created,
+        )
 
     def unfinished(self, session_id: str) -> list[UploadRecord]:
         return [r for r in self.records(session_id) if not r.done]
@@ -196,15 +300,25 @@ class UploadManager:
         record = self._session(session_id).records.get(upload_id)
         if record is None:
             raise NotFound("There is no such upload in this session.")
-        if not record.done and record.expires < time.time():
+        if (not record.done or record.partial) and record.expires < time.time():
             self._drop(record)
+            access_log.info("upload expired: %s", self._describe(record))
             raise Gone("This upload expired before it was finished; start it again.")
         return record
 
     # -- creation ------------------------------------------------------------------
+    def relative_path(self, metadata: dict[str, str]) -> str:
+        """The checked relative path that ``metadata`` names (422 if none or unsafe)."""
+        raw_path = name_from_metadata(metadata)
+        if not raw_path:
+            raise InvalidInput.field(
+                "relativePath", "Upload-Metadata must name the file (relativePath or filename)."
+            )
+        return clean_relative_path(raw_path)
+
     def check_new_path(self, session_id: str, relative: str) -> None:
         for other in self._session(session_id).records.values():
-            if other.relative_path == relative:
+            if other.relative_path == relative and not other.partial:
                 # an unfinished twin is named so that a client whose creation response was
                 # lost can find it (HEAD it, then resume) instead of being stuck
                 headers = {} if other.done else {"Location": self.location(other)}
@@ -213,37 +327,54 @@ class UploadManager:
                     headers=headers,
                 )
 
-    def create(
-        self, session_id: str, length: int, metadata_header: str, metadata: dict[str, str]
-    ) -> UploadRecord:
-        raw_path = metadata.get("relativePath") or metadata.get("filename")
-        if not raw_path:
-            raise InvalidInput.field(
-                "relativePath", "Upload-Metadata must name the file (relativePath or filename)."
-            )
-        relative = clean_relative_path(raw_path)
-        if length > self.max_size:
+    def _check_length(self, length: int | None) -> None:
+        if length is not None and length > self.max_size:
             raise TooLarge(f"Upload-Length {length} is over the limit of {self.max_size} bytes.")
+
+    def create(
+        self,
+        session_id: str,
+        length: int | None,
+        metadata_header: str,
+        metadata: dict[str, str],
+    ) -> UploadRecord:
+        """A new upload of a named file; ``length`` None defers it to a later PATCH."""
+        relative = self.relative_path(metadata)
+        self._check_length(length)
         self.check_new_path(session_id, relative)
         record = self._register(session_id, length, relative, metadata_header, metadata)
+        self._part(record).touch()
+        access_log.info("upload created: %s", self._describe(record))
+        return record
+
+    def create_partial(
+        self, session_id: str, length: int | None, metadata_header: str, metadata: dict[str, str]
+    ) -> UploadRecord:
+        """A partial upload (concatenation): bytes for a later final upload, never a file."""
+        self._check_length(length)
+        record = self._register(session_id, length, "", metadata_header, metadata, concat=PARTIAL)
         self._part(record).touch()
         return record
 
     def add_complete(self, session_id: str, relative: str, length: int) -> UploadRecord:
         """Record a file that arrived whole (legacy multipart) and is already published."""
-        return self._register(
+        record = self._register(
             session_id, length, relative, "", {"relativePath": relative}, done=True
         )
+        access_log.info("upload completed (form): %s", self._describe(record))
+        return record
 
     def _register(
         self,
         session_id: str,
-        length: int,
+        length: int | None,
         relative: str,
         metadata_header: str,
         metadata: dict[str, str],
         *,
         done: bool = False,
+        concat: str = "",
+        parts: list[str] | None = None,
     ) -> UploadRecord:
         now = time.time()
         record = UploadRecord(
@@ -256,16 +387,113 @@ class UploadManager:
             created=now,
             expires=now if done else now + self._expiry,
             done=done,
-            offset=length if done else 0,
+            concat=concat,
+            parts=list(parts or []),
+            offset=length if done and length is not None else 0,
         )
         self._dir(session_id).mkdir(parents=True, exist_ok=True)
         self._save(record)
         self._session(session_id).records[record.upload_id] = record
         return record
 
+    # -- concatenation -------------------------------------------------------------
+    def partials_for_final(self, session_id: str, upload_ids: list[str]) -> list[UploadRecord]:
+        """The complete partial uploads a final upload names (400/404 otherwise)."""
+        if not upload_ids:
+            raise MalformedRequest(
+                "Upload-Concat: final must list the partial uploads; nothing was stored."
+            )
+        if len(set(upload_ids)) != len(upload_ids):
+            raise MalformedRequest(
+                "Upload-Concat: final names a partial upload twice; nothing was stored."
+            )
+        parts = []
+        for upload_id in upload_ids:
+            record = self._session(session_id).records.get(upload_id)
+            if record is None or (record.expires < time.time() and not record.done):
+                raise MalformedRequest(
+                    f"Upload-Concat: final names {upload_id!r}, which is not an upload of "
+                    "this session; nothing was stored."
+                )
+            if not record.partial:
+                raise MalformedRequest(
+                    f"Upload-Concat: final names {upload_id!r}, which was not created with "
+                    "Upload-Concat: partial; nothing was stored."
+                )
+            if not record.done or record.upload_id in self._busy:
+                raise MalformedRequest(
+                    f"The partial upload {upload_id!r} is not complete yet ({record.offset} "
+                    "bytes received); this server assembles only complete partial uploads. "
+                    "Nothing was stored."
+                )
+            parts.append(record)
+        return parts
+
+    async def create_final(
+        self,
+        session_id: str,
+        upload_ids: list[str],
+        metadata_header: str,
+        metadata: dict[str, str],
+    ) -> UploadRecord:
+        """Assemble complete partial uploads into one file, publish it, drop the partials."""
+        relative = self.relative_path(metadata)
+        parts = self.partials_for_final(session_id, upload_ids)
+        length = sum(p.length or 0 for p in parts)
+        self._check_length(length)
+        self.check_new_path(session_id, relative)
+        record = self._register(
+            session_id,
+            length,
+            relative,
+            metadata_header,
+            metadata,
+            concat=FINAL,
+            parts=[p.upload_id for p in parts],
+        )
+        held = {p.upload_id for p in parts} | {record.upload_id}
+        self._busy |= held
+        try:
+            try:
+                await asyncio.to_thread(self._assemble, record, parts)
+            except OSError as exc:
+                self._drop(record)
+                raise storage_error(exc, resumable=False) from exc
+            record.offset = length
+            try:
+                await self._publish(record)
+            except BaseException:
+                self._drop(record)
+                raise
+        finally:
+            self._busy -= held
+        for part in parts:
+            self._drop(part)
+        self._on_progress(record)
+        return record
+
+    def _assemble(self, record: UploadRecord, parts: list[UploadRecord]) -> None:
+        """The partials' bytes, in order, into the final's ``.part``, then one flush."""
+        fd = os.open(self._part(record), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for part in parts:
+                src = os.open(self._part(part), os.O_RDONLY)
+                try:
+                    self.writer.copy(src, fd, part.length or 0)
+                finally:
+                    os.close(src)
+            self.writer.fsync(fd)
+        finally:
+            os.close(fd)
+
     # -- appending -----------------------------------------------------------------
+    def _limit(self, record: UploadRecord) -> int:
+        return record.length if record.length is not None else self.max_size
+
     def begin_append(self, record: UploadRecord, offset: int, content_length: int | None) -> None:
         """Every check that must pass before a byte of a PATCH body is read."""
+        if record.concat == FINAL:
+            raise Forbidden("A final (concatenated) upload takes no PATCH.")
         if record.upload_id in self._busy:
             raise Locked("Another request is writing to this upload; retry in a moment.")
         if record.done:
@@ -275,15 +503,33 @@ class UploadManager:
                 f"Upload-Offset {offset} does not match the server's offset {record.offset}.",
                 headers=self.offset_headers(record),
             )
-        if content_length is not None and offset + content_length > record.length:
+        if content_length is not None and offset + content_length > self._limit(record):
+            what = "Upload-Length" if record.length is not None else "the size limit"
             raise TooLarge(
-                f"This chunk would end at byte {offset + content_length}, past Upload-Length "
-                f"{record.length}."
+                f"This chunk would end at byte {offset + content_length}, past {what} "
+                f"{self._limit(record)}."
             )
+
+    def declare_length(self, record: UploadRecord, length: int, content_length: int | None) -> None:
+        """``Upload-Length`` sent on a PATCH: fixes a deferred length (else must match)."""
+        if record.length is not None:
+            if length != record.length:
+                raise MalformedRequest(
+                    f"Upload-Length {length} differs from this upload's length {record.length}."
+                )
+            return
+        self._check_length(length)
+        if length < record.offset + (content_length or 0):
+            raise MalformedRequest(
+                f"Upload-Length {length} is less than the bytes already sent in this upload."
+            )
+        record.length = length
+        self._save(record)
 
     @staticmethod
     def offset_headers(record: UploadRecord) -> dict[str, str]:
-        return {"Upload-Offset": str(record.length if record.done else record.offset)}
+        offset = record.length if record.done and record.length is not None else record.offset
+        return {"Upload-Offset": str(offset)}
 
     async def append(
         self,
@@ -293,6 +539,7 @@ class UploadManager:
         *,
         content_length: int | None,
         checksum: tuple[str, bytes] | None,
+        upload_length: int | None = None,
     ) -> UploadRecord:
         """Stream ``body`` onto the upload; returns the record with its new offset.
 
@@ -300,6 +547,8 @@ class UploadManager:
         checksum, the chunk is kept aside and appended only when it matches.
         """
         self.begin_append(record, offset, content_length)
+        if upload_length is not None:
+            self.declare_length(record, upload_length, content_length)
         self._busy.add(record.upload_id)
         try:
             if checksum is None:
@@ -307,47 +556,52 @@ class UploadManager:
             else:
                 await self._append_verified(record, body, checksum)
             record.expires = time.time() + self._expiry
-            if record.offset == record.length:
-                await self._complete(record)
-            self._on_progress(record)
+            if record.complete:
+                await self._finish(record)
+            if not record.partial and record.length is not None:
+                self._on_progress(record)
             return record
         finally:
             self._busy.discard(record.upload_id)
 
     async def _append_plain(self, record: UploadRecord, body: AsyncIterator[bytes]) -> None:
-        """Write the body as it arrives, made durable in the background (``Syncer``)."""
+        """Write the body as it arrives; in chunk mode, flush it before the answer."""
         part = self._part(record)
         start = record.offset
-        synced = self.syncer.track(
-            os.open(part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), start
-        )
-        written = 0
+        limit = self._limit(record)
+        fd = os.open(part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        hint = WritebackHint(self.writer, fd, start)
         try:
             try:
                 async for chunk in body:
                     if not chunk:
                         continue
-                    if start + written + len(chunk) > record.length:
+                    if hint.position + len(chunk) > limit:
                         # refuse the chunk whole: nothing of this PATCH is appended
-                        os.ftruncate(synced.fd, start)
-                        raise TooLarge(f"The body runs past Upload-Length {record.length}.")
-                    size = self._write_all(synced.fd, chunk)
-                    written += size
-                    synced.wrote(size)
+                        os.ftruncate(fd, start)
+                        raise TooLarge(f"The body runs past Upload-Length {limit}.")
+                    hint.wrote(self._write_all(fd, chunk))
+            except OSError as exc:
+                raise storage_error(exc) from exc
             finally:
-                try:
-                    await synced.finish()
-                except Exception as exc:  # any failure: not known durable
-                    # nothing written by this PATCH is known to be durable: take it back
-                    os.truncate(part, start)
-                    raise InsufficientStorage(
-                        "The server could not make the data durable; "
-                        "the upload can be resumed from its current offset."
-                    ) from exc
-        except OSError as exc:
-            raise storage_error(exc) from exc
+                if self.sync == "chunk":
+                    await self._flush_patch(fd, part, start)
+                else:
+                    os.close(fd)
         finally:
             record.offset = part.stat().st_size
+
+    async def _flush_patch(self, fd: int, part: Path, start: int) -> None:
+        """Chunk mode: the PATCH's bytes are acknowledged only once flushed (closes ``fd``)."""
+        try:
+            await asyncio.to_thread(_sync_and_close, self.writer, fd)
+        except Exception as exc:  # any failure: not known durable, so take it back
+            with contextlib.suppress(OSError):
+                os.truncate(part, start)
+            raise InsufficientStorage(
+                "The server could not make the data durable; "
+                "the upload can be resumed from its current offset."
+            ) from exc
 
     async def _append_verified(
         self, record: UploadRecord, body: AsyncIterator[bytes], checksum: tuple[str, bytes]
@@ -355,6 +609,7 @@ class UploadManager:
         algorithm, expected = checksum
         digest = hashlib.new(algorithm)
         side = self._side(record)
+        limit = self._limit(record)
         fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         written = 0
         try:
@@ -362,8 +617,8 @@ class UploadManager:
                 async for chunk in body:
                     if not chunk:
                         continue
-                    if record.offset + written + len(chunk) > record.length:
-                        raise TooLarge(f"The body runs past Upload-Length {record.length}.")
+                    if record.offset + written + len(chunk) > limit:
+                        raise TooLarge(f"The body runs past Upload-Length {limit}.")
                     digest.update(chunk)
                     written += self._write_all(fd, chunk)
             except OSError as exc:
@@ -387,7 +642,8 @@ class UploadManager:
                 while block := src.read(1024 * 1024):
                     self._write_all(dst.fileno(), block)
                 dst.flush()
-                self.writer.fsync(dst.fileno())
+                if self.sync == "chunk":
+                    self.writer.fsync(dst.fileno())
         except OSError as exc:
             # roll back a partial append so the offset stays what it was
             with contextlib.suppress(OSError):
@@ -405,24 +661,55 @@ class UploadManager:
         return total
 
     async def complete_empty(self, record: UploadRecord) -> None:
-        await self._complete(record)
+        await self._finish(record)
 
-    async def _complete(self, record: UploadRecord) -> None:
+    # -- completion: flush, then publish ---------------------------------------------
+    async def _finish(self, record: UploadRecord) -> None:
+        """The last byte is in: flush the file once, then publish it (a partial upload is
+        only marked complete: its bytes are flushed with the final file they go into)."""
+        if record.partial:
+            record.done = True
+            self._save(record)
+            return
+        if self.sync == "complete":
+            try:
+                await asyncio.to_thread(sync_file, self.writer, self._part(record))
+            except Exception as exc:
+                # which acknowledged bytes the failed flush lost is unknown: none of the
+                # file is known durable, so it is taken back whole and the client resends
+                with contextlib.suppress(OSError):
+                    os.truncate(self._part(record), 0)
+                record.offset = 0
+                raise InsufficientStorage(
+                    "The server could not flush the complete file to disk; nothing of it is "
+                    "known to be stored, so the upload starts again from byte 0."
+                ) from exc
+        await self._publish(record)
+
+    async def _publish(self, record: UploadRecord) -> None:
+        """Move the complete, flushed ``.part`` file into the volume and mark it done."""
         await self._volumes.publish(record.session_id, record.relative_path, self._part(record))
         record.done = True
         self._save(record)
+        elapsed = time.time() - record.created
+        access_log.info("upload completed: %s in %.2f s", self._describe(record), elapsed)
 
     def close(self) -> None:
-        """Finish the background syncs (at shutdown)."""
-        self.syncer.close()
+        """Nothing runs in the background any more; kept for the workspace's shutdown."""
 
     # -- termination and expiry ----------------------------------------------------
     def terminate(self, record: UploadRecord) -> None:
         if record.upload_id in self._busy:
             raise Locked("This upload is being written; retry the termination in a moment.")
-        if record.done:
+        if record.done and not record.partial:
             raise Conflict("A complete upload cannot be terminated.")
         self._drop(record)
+        if not record.partial:
+            access_log.info(
+                "upload terminated: %s after %.2f s",
+                self._describe(record),
+                time.time() - record.created,
+            )
 
     def _drop(self, record: UploadRecord) -> None:
         self._part(record).unlink(missing_ok=True)
@@ -431,7 +718,7 @@ class UploadManager:
         self._session(record.session_id).records.pop(record.upload_id, None)
 
     def sweep_expired(self) -> int:
-        """Remove every unfinished upload whose expiry has passed; returns how many."""
+        """Remove every unfinished upload (and every unused partial) past its expiry."""
         now = time.time()
         count = 0
         if self._root.is_dir():
@@ -439,7 +726,18 @@ class UploadManager:
                 if folder.is_dir() and len(folder.name) == 32:
                     for record in list(self._session(folder.name).records.values()):
                         busy = record.upload_id in self._busy
-                        if not record.done and not busy and record.expires < now:
+                        stale = not record.done or record.partial
+                        if stale and not busy and record.expires < now:
                             self._drop(record)
+                            access_log.info("upload expired: %s", self._describe(record))
                             count += 1
         return count
+
+    @staticmethod
+    def _describe(record: UploadRecord) -> str:
+        what = record.relative_path or f"partial upload {record.upload_id}"
+        length = "deferred" if record.length is None else str(record.length)
+        return (
+            f"session {record.session_id} {what!r} ({record.offset}/{length} bytes, "
+            f"id {record.upload_id})"
+        )

@@ -81,6 +81,7 @@ class Workspace:
             max_size=settings.max_upload_size,
             on_progress=self._publish_upload,
             writer=writer,
+            sync=settings.upload_sync,
         )
         self._tokens: dict[str, str] = {}
         self._run_tasks: dict[str, asyncio.Task[None]] = {}
@@ -214,39 +215,54 @@ class Workspace:
             raise Conflict("This session's run has started; it takes no more files.")
 
     def create_upload(
-        self, session_id: str, length: int, metadata_header: str, metadata: dict[str, str]
+        self,
+        session_id: str,
+        length: int | None,
+        metadata_header: str,
+        metadata: dict[str, str],
+        *,
+        partial: bool = False,
     ) -> UploadRecord:
+        """A new tus upload; ``partial`` for a part of a concatenation (names no file)."""
         record = self.session(session_id)
         self._check_accepting(record)
-        upload = self.uploads.create(session_id, length, metadata_header, metadata)
-        clash = self._folder_clash(upload)
-        if clash is not None:
-            self.uploads.terminate(upload)  # refused at creation, not at the last chunk
-            raise Conflict(
-                f"{upload.relative_path!r} and {clash!r} cannot both be in this session: "
-                "one would have to be a file and a folder at once."
-            )
+        if partial:
+            upload = self.uploads.create_partial(session_id, length, metadata_header, metadata)
+        else:
+            self._check_folder_clash(session_id, self.uploads.relative_path(metadata))
+            upload = self.uploads.create(session_id, length, metadata_header, metadata)
         if record.state == "created":
             self._set_state(record, "uploading")
-        self._publish_upload(upload)
+        if not partial and upload.length is not None:
+            self._publish_upload(upload)
         return upload
 
-    def _folder_clash(self, upload: UploadRecord) -> str | None:
-        """A file of the session that this path needs as a folder, or that needs it as one."""
-        mine = upload.relative_path
-        for other in self.uploads.records(upload.session_id):
+    async def create_final_upload(
+        self, session_id: str, upload_ids: list[str], metadata_header: str, metadata: dict[str, str]
+    ) -> UploadRecord:
+        """tus concatenation: the final upload, assembled from complete partial uploads."""
+        record = self.session(session_id)
+        self._check_accepting(record)
+        self._check_folder_clash(session_id, self.uploads.relative_path(metadata))
+        return await self.uploads.create_final(session_id, upload_ids, metadata_header, metadata)
+
+    def _check_folder_clash(self, session_id: str, mine: str) -> None:
+        """Refused at creation, not at the last chunk: a path that a file of the session
+        needs as a folder, or that needs one of its files as a folder."""
+        for other in self.uploads.records(session_id):
             theirs = other.relative_path
-            if other is not upload and (
-                mine.startswith(theirs + "/") or theirs.startswith(mine + "/")
-            ):
-                return theirs
-        return None
+            if mine.startswith(theirs + "/") or theirs.startswith(mine + "/"):
+                raise Conflict(
+                    f"{mine!r} and {theirs!r} cannot both be in this session: "
+                    "one would have to be a file and a folder at once."
+                )
 
     async def complete_if_empty(self, upload: UploadRecord) -> UploadRecord:
         """A zero-length upload is complete at creation (tus-js-client sends no PATCH)."""
         if upload.length == 0 and not upload.done:
             await self.uploads.complete_empty(upload)
-            self._publish_upload(upload)
+            if not upload.partial:
+                self._publish_upload(upload)
         return upload
 
     async def append(
@@ -258,11 +274,17 @@ class Workspace:
         *,
         content_length: int | None,
         checksum: tuple[str, bytes] | None,
+        upload_length: int | None = None,
     ) -> UploadRecord:
         self.session(session_id)
         upload = self.uploads.get(session_id, upload_id)
         return await self.uploads.append(
-            upload, offset, body, content_length=content_length, checksum=checksum
+            upload,
+            offset,
+            body,
+            content_length=content_length,
+            checksum=checksum,
+            upload_length=upload_length,
         )
 
     def _publish_upload(self, upload: UploadRecord) -> None:

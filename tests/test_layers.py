@@ -23,7 +23,6 @@ SERVER_STATE = {
     "dashboard.sessions",
     "dashboard.volumes",
     "dashboard.uploads",
-    "dashboard.syncer",
     "dashboard.hub",
     "dashboard.event_archive",
     "dashboard.runner",

@@ -292,8 +292,8 @@ def test_opening_and_dropping_1000_ws_and_sse_connections_leaks_nothing(tmp_path
 # -- descriptors of uploads ------------------------------------------------------------------
 
 
-def test_uploads_synced_in_the_background_leave_no_descriptor_open(server: LiveServer) -> None:
-    """The syncer closes every file it took (tus PATCHes, refused ones, legacy parts)."""
+def test_uploads_leave_no_descriptor_open(server: LiveServer) -> None:
+    """Every file an upload opened is closed (tus PATCHes, refused ones, legacy parts)."""
     payload = os.urandom(3 * MIB + 5)
     warm = create_session(server.url)
     tus_upload(server.url, warm, "warm.bin", b"w" * 10)

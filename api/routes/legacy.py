@@ -51,7 +51,7 @@ async def legacy_upload(
 ) -> JSONResponse:
     staging = workspace.settings.staging_dir / f"legacy-{uuid.uuid4().hex}"
     reader = LegacyFormReader(
-        request.headers.get("content-type", ""), staging, workspace.uploads.syncer
+        request.headers.get("content-type", ""), staging, workspace.uploads.writer
     )
     try:
         try:
