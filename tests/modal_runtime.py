@@ -68,8 +68,17 @@ class CrashLosingVolume(FakeVolume):
         root.mkdir(parents=True, exist_ok=True)
         self._snapshot = root.with_name(root.name + ".committed")
         self.dead = False
+        self.died = threading.Event()
+        self._armed: str | None = None
         self._take_snapshot()
         self.commit = _SyncAndAio(self._commit)
+
+    def die_at_next_commit(self, when: str) -> None:
+        """Stop committing at the next commit: ``"before"`` it (it keeps nothing new) or
+        ``"after"`` it; ``died`` is set. Then ``ModalWebContainer.crash()`` the container:
+        what happened in between is lost, as in a crash at exactly that point."""
+        assert when in ("before", "after")
+        self._armed = when
 
     def _take_snapshot(self) -> None:
         tmp = self._snapshot.with_name(self._snapshot.name + ".tmp")
@@ -81,14 +90,23 @@ class CrashLosingVolume(FakeVolume):
     def _commit(self) -> None:
         if self.dead:  # a container that crashed commits nothing any more
             raise RuntimeError("the container is gone")
+        armed, self._armed = self._armed, None
+        if armed == "before":
+            self.dead = True
+            self.died.set()
+            raise RuntimeError("the container is gone")
         self._take_snapshot()
         self.commits += 1
+        if armed == "after":
+            self.dead = True
+            self.died.set()
 
     def lose_uncommitted(self) -> None:
         """What the next container mounts after a crash: the last commit, nothing newer."""
         shutil.rmtree(self.root)
         shutil.copytree(self._snapshot, self.root, symlinks=True)
         self.dead = False
+        self.died.clear()
 
     def committed_file(self, relative: str) -> Path:
         return self._snapshot / relative

@@ -10,12 +10,13 @@ serves the URL then).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,72 @@ def test_a_stuck_viewer_is_cut_off_under_modals_wrapper_and_the_others_get_every
         finally:
             stuck.close()
             stuck_sse.close()
+
+
+# -- point 2: a crash around the publish never strands an upload ---------------------------------
+def crash_around_the_publish(world: World, sid: str, when: str) -> None:
+    """Arm the staging volume to die at the first commit after ``data/`` is written into
+    the session volume (``batch_upload``, which is its own commit on Modal)."""
+    volume = world.volumes(f"dataset-volume-{sid}")
+    real = volume.batch_upload
+
+    class Armed:
+        @contextlib.asynccontextmanager
+        async def aio(self, force: bool = False) -> AsyncIterator[Any]:
+            async with real.aio(force=force) as batch:
+                yield batch
+            if not force:  # a data/ file (context.json goes with force=True)
+                world.staging.die_at_next_commit(when)
+
+    volume.batch_upload = Armed()  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_around_the_publish_completes_the_upload_after_restart(
+    world: World, when: str
+) -> None:
+    """The file reached the session volume; the crash came before ("before") or after
+    ("after") the next staging commit, but in any case before ``done=True`` was committed.
+    The next container finds the same bytes in the volume and completes the record: HEAD,
+    the session view and POST /run all agree."""
+    world.gate.touch()
+    container = world.container.start()
+    data = b"id,value\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000))
+    created = httpx.post(
+        f"{container.url}/api/sessions",
+        json={"experiment_context": {"description": "crash", "gate": str(world.gate)}},
+        timeout=10,
+    )
+    sid = created.json()["session_id"]
+    crash_around_the_publish(world, sid, when)
+
+    def upload() -> None:
+        with contextlib.suppress(Exception):  # the last PATCH may die with the container
+            tus_upload(container.url, sid, "night/a.csv", data, 16_384)
+
+    uploader = threading.Thread(target=upload, daemon=True)
+    uploader.start()
+    assert world.staging.died.wait(WAIT_S), "the publish reached the session volume"
+    container.crash()
+    uploader.join(WAIT_S)
+    stored = world.volumes(f"dataset-volume-{sid}").root / "data" / "night" / "a.csv"
+    assert stored.read_bytes() == data, "the session volume kept the file"
+
+    container.start()
+    url = container.url
+
+    def done() -> bool:
+        files = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
+        return bool(files) and all(f["done"] for f in files)
+
+    wait_for(done, "the upload was completed from what is in the volume")
+    (entry,) = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
+    assert entry["offset"] == entry["length"] == len(data)
+    head = httpx.head(url + entry["url"], headers={"Tus-Resumable": "1.0.0"}, timeout=10)
+    assert head.headers["Upload-Offset"] == str(len(data))
+    started = httpx.post(f"{url}/api/sessions/{sid}/run", timeout=10)
+    assert started.status_code == 202, started.text
+    with ws_connect(f"{container.ws_url}/api/sessions/{sid}/ws?since=0") as ws:
+        events = read_until(ws, lambda ev: bool({"succeeded", "failed"} & set(states(ev))))
+    assert states(events)[-1] == "succeeded"
+    assert stored.read_bytes() == data
