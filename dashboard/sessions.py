@@ -60,6 +60,8 @@ class SessionRecord:
     created: float = field(default_factory=time.time)
     run: RunRecord | None = None
     summary: dict[str, Any] | None = None
+    # the file list, kept here once the run starts and the upload records are cleaned up
+    files: list[dict[str, Any]] | None = None
 
     @property
     def volume_name(self) -> str:

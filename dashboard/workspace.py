@@ -111,6 +111,8 @@ class Workspace:
                 record.state = "failed"
                 record.run = RunRecord("failed", RESTART_ERROR, finished=time.time())
                 self.sessions.save(record)
+        self.uploads.on_publish_failed = self._publish_failed
+        self.uploads.resume_publishing()  # uploads whose bytes were in, not yet marked done
         await self.volumes.checkpoint()  # the seq block reserved by the hub, the records
         self._sweeper = asyncio.create_task(self._sweep_forever())
         self._persister = asyncio.create_task(self._persist_forever())
@@ -129,6 +131,7 @@ class Workspace:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.uploads.stop_publishing()  # the next start resumes them
         await asyncio.to_thread(self.uploads.close)
         with contextlib.suppress(OSError):
             self.hub.flush_history()
@@ -191,7 +194,11 @@ class Workspace:
             "session_id": record.session_id,
             "volume_name": record.volume_name,
             "state": record.state,
-            "files": [u.listing() for u in self.uploads.records(session_id)],
+            "files": (
+                record.files
+                if record.files is not None
+                else [u.listing() for u in self.uploads.records(session_id)]
+            ),
             "run": record.run.public() if record.run else None,
             "artifacts": await self.volumes.artifacts(session_id),
             "summary": record.summary,
@@ -290,20 +297,30 @@ class Workspace:
     def _publish_upload(self, upload: UploadRecord) -> None:
         self.hub.publish(upload.session_id, "upload", upload.public())
 
+    def _publish_failed(self, upload: UploadRecord, reason: str) -> None:
+        message = (
+            f"Storing {upload.relative_path!r} in the session's volume failed ({reason}); "
+            "send the file again."
+        )
+        self.hub.publish(upload.session_id, "log", {"level": "error", "message": message})
+
     async def add_legacy_files(
         self, record: SessionRecord, staged: list[tuple[str, Path, int]]
     ) -> None:
-        """Publish files that arrived whole through the legacy form."""
+        """Files that arrived whole through the legacy form: uploads whose bytes are in,
+        published in the background like a tus upload's last PATCH."""
         if staged and record.state == "created":
             self._set_state(record, "uploading")
         for relative, path, size in staged:
-            self.uploads.check_new_path(record.session_id, relative)
-            await self.volumes.publish(record.session_id, relative, path)
-            upload = self.uploads.add_complete(record.session_id, relative, size)
+            upload = self.uploads.add_staged(record.session_id, relative, path, size)
             self._publish_upload(upload)
 
     # -- runs ----------------------------------------------------------------------
-    def start_run(self, session_id: str, public_url: str) -> SessionRecord:
+    def start_run(
+        self, session_id: str, public_url: str, *, after_publishing: bool = False
+    ) -> SessionRecord:
+        """Queue the run. A file still being stored in the volume is a 409, unless
+        ``after_publishing`` (the legacy form): then the run waits for it."""
         record = self.session(session_id)
         if record.run is not None or session_id in self._run_tasks:
             raise Conflict("This session already has a run.")
@@ -311,7 +328,15 @@ class Workspace:
         if unfinished:
             names = ", ".join(u.relative_path for u in unfinished[:3])
             raise Conflict(f"{len(unfinished)} upload(s) are not finished yet: {names}.")
-        if not any(u.done for u in self.uploads.records(session_id)):
+        publishing = self.uploads.publishing(session_id)
+        if publishing and not after_publishing:
+            names = ", ".join(u.relative_path for u in publishing[:3])
+            raise Conflict(
+                f"{len(publishing)} file(s) are complete but still being stored in the "
+                f"session's volume: {names}. Start the run once their upload events (or "
+                f"GET /api/sessions/{session_id}) say done."
+            )
+        if not any(u.done or u in publishing for u in self.uploads.records(session_id)):
             raise Conflict("Upload at least one file before starting the run.")
         record.run = RunRecord("queued")
         self._set_state(record, "queued")
@@ -353,6 +378,16 @@ class Workspace:
         assert record.run is not None
         try:
             if call_id is None:
+                await self.uploads.wait_published(record.session_id)
+                failed = self.uploads.unfinished(record.session_id)
+                if failed:
+                    names = ", ".join(u.relative_path for u in failed[:3])
+                    raise AgentFailure(
+                        f"The run did not start: {len(failed)} file(s) could not be stored "
+                        f"in the session's volume ({names})."
+                    )
+                await self._fold_uploads(record)
+
                 record.run.state = "running"
                 record.run.started = time.time()
                 self._set_state(record, "running")
@@ -384,6 +419,15 @@ class Workspace:
         record.summary = summary
         self.hub.publish(record.session_id, "result", {"artifacts": artifacts, "summary": summary})
         self._finish(record, "succeeded", None)
+
+    async def _fold_uploads(self, record: SessionRecord) -> None:
+        """The run starts, the session takes no more files: keep the file list in the
+        session record and remove the session's upload records from the staging area
+        (Modal volumes cap their inodes; nothing there is needed any more)."""
+        record.files = [u.listing() for u in self.uploads.records(record.session_id)]
+        self.sessions.save(record)
+        self.uploads.forget_session(record.session_id)
+        await self.volumes.checkpoint()
 
     def _finish(self, record: SessionRecord, state: str, error: str | None) -> None:
         assert record.run is not None

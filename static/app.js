@@ -4,6 +4,7 @@
 import { FriendlyError, getJson, postJson } from "./http.js";
 import { SessionFeed } from "./feed.js";
 import { forgetSession, loadSession, loadUploadUrl, saveSession, uploadKey } from "./resume.js";
+import { waitUntilStored } from "./stored.js";
 import { TusUpload, runPool } from "./tus.js";
 import { LogConsole, ProgressBoard, formatBytes, renderResult, setBadge, show, showMessage } from "./ui.js";
 import { validateContext } from "./validate.js";
@@ -289,6 +290,8 @@ async function uploadAll(session, view) {
 
 async function startRun(session) {
   try {
+    // POST /run is 409 while a file is still being stored in the volume
+    await waitUntilStored(() => getJson(sessionUrl(session.session_id)));
     await postJson(session.links.run);
   } catch (error) {
     // A run that already exists (e.g. started before a reload) is simply followed.

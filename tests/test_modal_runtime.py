@@ -10,6 +10,7 @@ serves the URL then).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -28,7 +29,7 @@ from websockets.sync.client import connect as ws_connect
 import modal_app
 from api.routes import streams
 from api.transports import TRANSPORT_KEY
-from tests.feeds import tus_upload
+from tests.feeds import TUS, tus_create, tus_upload, wait_stored
 from tests.modal_runtime import CrashLosingVolume, ModalWebContainer
 from tests.test_modal_app import FakeAgentFunction, real_body
 from tests.test_volume_store_contract import FakeModalVolumes
@@ -302,6 +303,27 @@ def test_a_stuck_viewer_is_cut_off_under_modals_wrapper_and_the_others_get_every
 
 
 # -- point 2: a crash around the publish never strands an upload ---------------------------------
+def resume(upload_url: str, data: bytes, chunk: int = 16_384) -> int:
+    """HEAD the upload and PATCH whatever it lacks; the number of PATCHes sent."""
+    head = httpx.head(upload_url, headers={"Tus-Resumable": "1.0.0"}, timeout=10)
+    assert head.status_code == 200, head.text
+    offset, sent = int(head.headers["Upload-Offset"]), 0
+    with httpx.Client(timeout=30) as client:
+        while offset < len(data):
+            r = client.patch(
+                upload_url,
+                content=data[offset : offset + chunk],
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            assert r.status_code == 204, r.text
+            offset, sent = int(r.headers["Upload-Offset"]), sent + 1
+    return sent
+
+
 def crash_around_the_publish(world: World, sid: str, when: str) -> None:
     """Arm the staging volume to die at the first commit after ``data/`` is written into
     the session volume (``batch_upload``, which is its own commit on Modal)."""
@@ -352,6 +374,15 @@ def test_a_crash_around_the_publish_completes_the_upload_after_restart(
 
     container.start()
     url = container.url
+    # the client resumes as tus clients do: HEAD, then what the server lacks (on Modal a
+    # crash also loses acknowledged bytes the staging volume had not committed)
+    # (the upload itself may not have been committed yet: then its URL is a 404 and the
+    # client creates it again, as tus-js-client does)
+    files = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
+    if files:
+        resume(url + files[0]["url"], data)
+    else:
+        tus_upload(url, sid, "night/a.csv", data, 16_384)
 
     def done() -> bool:
         files = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
@@ -368,3 +399,206 @@ def test_a_crash_around_the_publish_completes_the_upload_after_restart(
         events = read_until(ws, lambda ev: bool({"succeeded", "failed"} & set(states(ev))))
     assert states(events)[-1] == "succeeded"
     assert stored.read_bytes() == data
+
+
+# -- point 3: publishing in the background, after the last PATCH is answered -----------------------
+class HeldBatches:
+    """Session-volume ``batch_upload``s of ``data/`` files wait until ``release()``: a
+    multi-GB ``batch_upload`` that takes longer than Modal's 150 s request limit."""
+
+    def __init__(self, world: World, sid: str) -> None:
+        self.release_event = threading.Event()
+        self.entered = threading.Event()
+        volume = world.volumes(f"dataset-volume-{sid}")
+        real = volume.batch_upload
+        held = self
+
+        class Held:
+            @contextlib.asynccontextmanager
+            async def aio(self, force: bool = False) -> AsyncIterator[Any]:
+                if not force:
+                    held.entered.set()
+                    await asyncio.to_thread(held.release_event.wait, WAIT_S)
+                async with real.aio(force=force) as batch:
+                    yield batch
+
+        volume.batch_upload = Held()  # type: ignore[assignment]
+
+    def release(self) -> None:
+        self.release_event.set()
+
+
+def new_session(url: str, world: World) -> str:
+    created = httpx.post(
+        f"{url}/api/sessions",
+        json={"experiment_context": {"description": "bg", "gate": str(world.gate)}},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["session_id"])
+
+
+def test_the_last_patch_is_answered_before_the_publish_and_run_waits_for_done(
+    world: World,
+) -> None:
+    world.gate.touch()
+    container = world.container.start()
+    url = container.url
+    sid = new_session(url, world)
+    held = HeldBatches(world, sid)
+    data = b"id,value\n1,2\n3,4\n"
+    with ws_connect(f"{container.ws_url}/api/sessions/{sid}/ws?since=0") as ws:
+        created = tus_create(url, sid, "slow.csv", len(data))
+        upload_url = url + created.headers["Location"]
+        last = httpx.patch(
+            upload_url,
+            content=data,
+            headers={
+                **TUS,
+                "Upload-Offset": "0",
+                "Content-Type": "application/offset+octet-stream",
+            },
+            timeout=10,
+        )
+        # answered while the volume write has not even begun: within any request limit
+        assert last.status_code == 204 and last.headers["Upload-Offset"] == str(len(data))
+        assert held.entered.wait(WAIT_S) and not held.release_event.is_set()
+        head = httpx.head(upload_url, headers=TUS, timeout=10)
+        assert head.headers["Upload-Offset"] == str(len(data))
+        (entry,) = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
+        assert entry["offset"] == len(data) and entry["done"] is False
+        refused = httpx.post(f"{url}/api/sessions/{sid}/run", timeout=10)
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "still being stored" in refused.json()["detail"]
+        resend = httpx.patch(
+            upload_url,
+            content=b"",
+            headers={
+                **TUS,
+                "Upload-Offset": str(len(data)),
+                "Content-Type": "application/offset+octet-stream",
+            },
+            timeout=10,
+        )
+        assert resend.status_code == 409 and resend.headers["Upload-Offset"] == str(len(data))
+        held.release()
+        uploads = read_until(
+            ws, lambda ev: any(e["type"] == "upload" and e["data"]["done"] for e in ev)
+        )
+    progress = [e["data"] for e in uploads if e["type"] == "upload"]
+    assert progress[-2:] == [
+        {"path": "slow.csv", "offset": len(data), "length": len(data), "done": False},
+        {"path": "slow.csv", "offset": len(data), "length": len(data), "done": True},
+    ]
+    (entry,) = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
+    assert entry["done"] is True
+    assert httpx.post(f"{url}/api/sessions/{sid}/run", timeout=10).status_code == 202
+
+
+def test_a_crash_during_the_background_publish_is_resumed_by_the_next_container(
+    world: World,
+) -> None:
+    world.gate.touch()
+    container = world.container.start()
+    url = container.url
+    sid = new_session(url, world)
+    held = HeldBatches(world, sid)
+    data = b"id,value\n" + b"5,6\n" * 1000
+    created = tus_create(url, sid, "big.csv", len(data))
+    upload_url = url + created.headers["Location"]
+    last = httpx.patch(
+        upload_url,
+        content=data,
+        headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+        timeout=10,
+    )
+    assert last.status_code == 204
+    assert held.entered.wait(WAIT_S)
+    # the acknowledged upload reached a commit (the event history's, within a second)
+    wait_for(
+        lambda: (
+            '"done":false' in world.committed_history(sid)
+            and world.staging.committed_file(f"staging/{sid}").is_dir()
+        ),
+        "the complete upload was committed",
+    )
+    wait_for(
+        lambda: any(
+            p.suffix == ".part" and p.stat().st_size == len(data)
+            for p in world.staging.committed_file(f"staging/{sid}").iterdir()
+        ),
+        "the complete .part was committed",
+    )
+    container.crash()  # mid batch_upload: nothing reached the session volume
+    held.release()
+    container.start()  # resumes the publish at start-up, no client action needed
+    wait_stored(url, sid)
+    (entry,) = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()["files"]
+    assert entry["done"] is True
+    stored = world.volumes(f"dataset-volume-{sid}").root / "data" / "big.csv"
+    assert stored.read_bytes() == data
+
+
+def test_the_legacy_form_publishes_in_the_background_and_its_run_waits(world: World) -> None:
+    world.gate.touch()
+    container = world.container.start()
+    url = container.url
+    # the form creates its session itself: hold every session volume created from now on
+    holders: list[HeldBatches] = []
+    factory = world.volumes
+    real_call = factory.__class__.__call__
+
+    def volume(self: FakeModalVolumes, name: str) -> Any:
+        fresh = name not in self.volumes
+        handle = real_call(self, name)
+        if fresh and name.startswith("dataset-volume-"):
+            holders.append(HeldBatches(world, name.removeprefix("dataset-volume-")))
+        return handle
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: [h.release() for h in holders])
+        patch = pytest.MonkeyPatch()
+        stack.callback(patch.undo)
+        patch.setattr(FakeModalVolumes, "__call__", volume)
+        form = {
+            "experiment_context": json.dumps({"description": "legacy", "gate": str(world.gate)})
+        }
+        files = [("files", ("l/a.csv", b"id,v\n1,2\n", "text/csv"))]
+        r = httpx.post(f"{url}/upload", data=form, files=files, timeout=10)
+        assert r.status_code == 202, r.text  # answered before the file is in the volume
+        sid = r.json()["session_id"]
+        (holder,) = holders
+        assert holder.entered.wait(WAIT_S)
+        view = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()
+        assert view["state"] == "queued" and [f["done"] for f in view["files"]] == [False]
+        holder.release()
+        with ws_connect(f"{container.ws_url}/api/sessions/{sid}/ws?since=0") as ws:
+            events = read_until(ws, lambda ev: bool({"succeeded", "failed"} & set(states(ev))))
+    assert states(events)[-1] == "succeeded", events
+    view = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()
+    assert [(f["path"], f["done"]) for f in view["files"]] == [("l/a.csv", True)]
+
+
+def test_finished_upload_records_leave_the_staging_volume_when_the_run_starts(
+    world: World,
+) -> None:
+    world.gate.touch()
+    container = world.container.start()
+    url = container.url
+    sid = new_session(url, world)
+    for name in ("a.csv", "b/c.csv"):
+        tus_upload(url, sid, name, b"id,v\n1,2\n")
+    staged = world.data_dir / "staging" / sid
+    assert sorted(p.suffix for p in staged.iterdir()) == [".json", ".json"]  # .part consumed
+    assert httpx.post(f"{url}/api/sessions/{sid}/run", timeout=10).status_code == 202
+    with ws_connect(f"{container.ws_url}/api/sessions/{sid}/ws?since=0") as ws:
+        read_until(ws, lambda ev: "succeeded" in states(ev))
+    assert not staged.exists(), "no record, no .part left: Modal volumes cap inodes"
+    assert not world.staging.committed_file(f"staging/{sid}").exists(), "and committed so"
+    view = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()
+    assert [(f["path"], f["done"]) for f in view["files"]] == [("a.csv", True), ("b/c.csv", True)]
+    container.stop()
+    container.start()  # the file list outlives the records, also after a restart
+    again = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()
+    assert again["files"] == view["files"]

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.feeds import TUS, create_session, metadata, tus_create
+from tests.feeds import TUS, create_session, metadata, tus_create, wait_stored
 
 OCTET = {"Content-Type": "application/offset+octet-stream"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,7 @@ def new_upload(server, sid: str, rel: str, length: int) -> str:
 
 
 def data_dir(server, sid: str) -> Path:
+    wait_stored(server.url, sid)  # a complete file is published in the background
     return server.data_dir / "volumes" / f"dataset-volume-{sid}" / "data"
 
 
