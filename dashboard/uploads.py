@@ -393,14 +393,6 @@ class UploadManager:
         self._publish_later(record)
         return record
 
-    def add_complete(self, session_id: str, relative: str, length: int) -> UploadRecord:
-        """Record a file that arrived whole (legacy multipart) and is already published."""
-        record = self._register(
-            session_id, length, relative, "", {"relativePath": relative}, done=True
-        )
-        access_log.info("upload completed (form): %s", self._describe(record))
-        return record
-
     def _register(
         self,
         session_id: str,
