@@ -42,7 +42,7 @@ test: $(VENV)/.dev browser-deps node-deps lint
 	$(PY) -m pytest -m "not slow"
 
 # Benchmark scripts (figures in BENCHMARKS.md); each exits non-zero when a target is missed.
-BENCHES := upload fanout slow_consumers scale cold_start profile_agent
+BENCHES := upload fanout slow_consumers scale cold_start profile_agent small_files
 bench: $(VENV)/.dev
 	@status=0; for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || status=1; done; exit $$status
 

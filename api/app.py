@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from api import access_log, problems
 from api.heartbeats import Heartbeats
 from api.method_override import MethodOverride
-from api.routes import legacy, log, pages, sessions, streams, tus
+from api.routes import legacy, log, pages, sessions, streams, tus, upload_limits
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
 from api.transports import DashboardApp
@@ -79,6 +79,7 @@ def create_app(
     problems.install(app)
     for module in (pages, sessions, tus, streams, legacy, log):
         app.include_router(module.router)
+    app.include_router(upload_limits.router)  # session-less Tus-Max-Size discovery
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     if settings.cors_origins:
         app.add_middleware(

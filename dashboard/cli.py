@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from dashboard.client.chunking import DEFAULT_PARALLEL, MAX_PARALLEL
 from dashboard.config import DEFAULT_CHUNK_SIZE, Settings, SettingsError
 
 
@@ -46,7 +47,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 UPLOAD_EPILOG = """\
 exit codes: 0 the run succeeded, 1 it failed (the error is printed), 2 bad usage or
-invalid input (nothing is uploaded), 3 the server cannot be reached, 130 interrupted.
+invalid input (nothing is uploaded; also a file over the server's size limit, checked
+before a session is created), 3 the server cannot be reached, 130 interrupted.
 
 resume: an interrupted upload (Ctrl-C, lost network, killed process) continues from the
 server's offsets when the same command is re-run. The session and upload addresses are
@@ -73,6 +75,16 @@ def _size(raw: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from exc
+    if not 1 <= value <= MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PARALLEL}")
+    return value
+
+
 def _upload(args: argparse.Namespace) -> int:
     from dashboard.client import UploadOptions, run_upload
 
@@ -84,6 +96,7 @@ def _upload(args: argparse.Namespace) -> int:
         follow=not args.no_follow,
         new_session=args.new_session,
         limit_rate=args.limit_rate,
+        parallel=args.parallel,
     )
     return run_upload(options)
 
@@ -130,7 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--url", help=_url_help())
     upload.add_argument(
         "--chunk-size", type=_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
-        help=f"bytes per PATCH request, e.g. 8M (default {DEFAULT_CHUNK_SIZE})",
+        help="the largest request body, e.g. 8M (default 8M); each request is sized to "
+        "about a second of transfer at the measured rate, from 256K up to this",
+    )
+    upload.add_argument(
+        "--parallel", type=_count, default=DEFAULT_PARALLEL, metavar="N",
+        help=f"files in flight at once (default {DEFAULT_PARALLEL}); a small file goes up in "
+        "one request with its creation, so many small files cost about one round trip "
+        "per N files",
     )
     upload.add_argument(
         "--no-follow", action="store_true",

@@ -3,13 +3,13 @@
 
 import { FriendlyError, getJson, postJson } from "./http.js";
 import { SessionFeed } from "./feed.js";
-import { forgetSession, loadSession, loadUploadUrl, saveSession, uploadKey } from "./resume.js";
+import { forgetSession, loadSession, saveSession } from "./resume.js";
+import { FileBoard } from "./file_list.js";
 import { waitUntilStored } from "./stored.js";
-import { TusUpload, runPool } from "./tus.js";
-import { LogConsole, ProgressBoard, formatBytes, renderResult, setBadge, show, showMessage } from "./ui.js";
+import { fetchUploadLimit, oversizeMessage, uploadSelection } from "./upload_queue.js";
+import { LogConsole, formatBytes, renderResult, setBadge, show, showMessage } from "./ui.js";
 import { validateContext } from "./validate.js";
 
-const PARALLEL_UPLOADS = 3;
 const ACCEPTING = new Set(["created", "uploading"]);
 const SESSIONS_URL = "/api/sessions";
 
@@ -41,7 +41,7 @@ const ui = {
 };
 
 const defaultChunkSize = Number.parseInt(root.dataset.chunkSize, 10) || 8 * 1024 * 1024;
-const board = new ProgressBoard({
+const board = new FileBoard({
   list: find("file-list"),
   overallBar: find("overall-progress"),
   overallText: find("overall-text"),
@@ -170,7 +170,8 @@ function onEvent(envelope) {
       if (!board.has(data.path)) board.ensure(data.path, data.length);
       board.set(data.path, data.offset);
       show(ui.progressSection);
-      if (data.done) logConsole.append("info", `Received ${data.path} (${formatBytes(data.length)}).`, envelope.ts);
+      // one line per received file only for a small selection: thousands would bury the log
+      if (data.done && !board.grouped) logConsole.append("info", `Received ${data.path} (${formatBytes(data.length)}).`, envelope.ts);
       break;
     case "result":
       renderResult(ui.result, data);
@@ -254,38 +255,27 @@ function chunkSize() {
 }
 
 async function uploadAll(session, view) {
-  const files = [...state.selection.entries()].map(([path, file]) => ({ path, file }));
-  const alreadyDone = new Set(
-    (view.files || []).filter((f) => f.done).map((f) => `${f.path}\u0000${f.length}`),
-  );
-  files.forEach(({ path, file }) => board.ensure(path, file.size));
+  const entries = [...state.selection.entries()].map(([path, file]) => ({ path, file }));
   show(ui.progressSection);
-  const size = chunkSize();
-  await runPool(files, PARALLEL_UPLOADS, async ({ path, file }) => {
-    const known = loadUploadUrl(uploadKey(session.session_id, path, file));
-    if (!known && alreadyDone.has(`${path}\u0000${file.size}`)) {
-      board.set(path, file.size); // in the session already (e.g. storage was cleared)
-      return;
-    }
-    const upload = new TusUpload({
-      file,
-      relativePath: path,
-      endpoint: session.links.files,
-      sessionId: session.session_id,
-      chunkSize: size,
-      onProgress: (offset) => board.set(path, offset),
-      onRetry: (error, delay) =>
-        board.setState(path, "retrying", `${error.message} Retrying in ${Math.round(delay / 1000) || 1} s…`),
-    });
-    try {
-      await upload.start();
-    } catch (error) {
-      board.setState(path, "error", error.message);
-      throw error;
-    }
-    const note = upload.resumedFrom ? `Resumed from ${formatBytes(upload.resumedFrom)}.` : "";
-    board.setState(path, "done", note);
-  });
+  const sent = await uploadSelection({ entries, session, view, board, maxChunk: chunkSize() });
+  const seconds = (sent.ms / 1000).toFixed(1);
+  const noun = sent.files === 1 ? "file" : "files";
+  logConsole.append(
+    "info",
+    `Uploaded ${sent.files.toLocaleString("en")} ${noun} (${formatBytes(sent.bytes)} sent) in ${seconds} s, ` +
+      `${sent.lanes} at a time.`,
+  );
+  root.dataset.uploadMs = String(Math.round(sent.ms));
+  root.dataset.uploadRequests = String(sent.requests);
+  root.dataset.uploadLanes = String(sent.lanes);
+}
+
+/** Every file fits Tus-Max-Size, asked before a session exists; false (and a message) if not. */
+async function selectionFits() {
+  const entries = [...state.selection.entries()].map(([path, file]) => ({ path, file }));
+  const message = oversizeMessage(entries, await fetchUploadLimit());
+  showMessage(ui.filesError, message);
+  return !message;
 }
 
 async function startRun(session) {
@@ -321,6 +311,7 @@ async function onSubmit(event) {
   showMessage(ui.error, "");
   showMessage(ui.resumeNotice, "");
   try {
+    if (!(await selectionFits())) return; // nothing is created until the selection fits
     const { session, view } = await obtainSession(context);
     if (!state.session || state.session.session_id !== session.session_id) {
       resetView();

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dashboard.client.chunking import DEFAULT_PARALLEL, ChunkSizer
 from dashboard.client.follow import Follower
 from dashboard.client.http import (
     DEFAULT_URL,
@@ -31,6 +33,7 @@ from dashboard.client.http import (
     UsageError,
     problem_detail,
 )
+from dashboard.client.limits import fetch_upload_limit, oversize_message
 from dashboard.client.output import Output, UploadProgress
 from dashboard.client.state import StateEntry, StateStore, state_key
 from dashboard.client.stored import wait_until_stored
@@ -133,6 +136,7 @@ class UploadOptions:
     new_session: bool = False
     limit_rate: int | None = None
     state_path: Path | None = None
+    parallel: int = DEFAULT_PARALLEL
 
 
 def _follow(api: Api, out: Output, session_id: str, ws_path: str, *, uploads: bool) -> int:
@@ -163,6 +167,12 @@ class UploadCommand:
         key = state_key(url, [(str(f.path), f.size, f.mtime_ns) for f in files], context.to_json())
         api = Api(url)
         try:
+            # every file against the server's limit before anything is created
+            message = oversize_message(
+                [(f.relative, f.size) for f in files], fetch_upload_limit(api)
+            )
+            if message:
+                raise UsageError(message)
             try:
                 return self._run(api, url, key, files, context)
             except ResumeImpossible as exc:
@@ -245,37 +255,90 @@ class UploadCommand:
             for item in view.get("files") or []:
                 if isinstance(item, dict):
                     server_files[str(item.get("path"))] = item
+        saving = threading.Lock()
 
         def save_url(relative: str, upload_url: str) -> None:
-            entry.uploads[relative] = upload_url
-            self.store.put(key, entry)
+            with saving:
+                entry.uploads[relative] = upload_url
+                self.store.put(key, entry)
 
         uploader = Uploader(
             api,
             entry.session_id,
             entry.links["files"],
-            self.options.chunk_size,
+            ChunkSizer(self.options.chunk_size),
             save_url,
             RateLimit(self.options.limit_rate),
         )
         started = time.monotonic()
         total = sum(f.size for f in files)
         with UploadProgress(self.out, total, len(files)) as progress:
+            todo: list[tuple[LocalFile, str | None]] = []
             for local in files:
                 known = server_files.get(local.relative)
                 if known and known.get("done") and known.get("length") == local.size:
                     progress.skip(local.relative, local.size)
                     continue
-                if known and local.relative not in entry.uploads:
-                    raise ResumeImpossible(
-                        f"{local.relative} was started but its upload address was not saved"
-                    )
-                uploader.upload(local, entry.uploads.get(local.relative), progress)
+                url = entry.uploads.get(local.relative)
+                if known and url is None:
+                    url = known.get("url") if isinstance(known.get("url"), str) else None
+                    if url is None:
+                        raise ResumeImpossible(
+                            f"{local.relative} was started but its upload address is unknown"
+                        )
+                    url = api.url(url)
+                todo.append((local, url))
+            run_lanes(todo, self.options.parallel, lambda job: uploader.upload(*job, progress))
         elapsed = time.monotonic() - started
+        rate = len(files) / elapsed if elapsed > 0 else 0.0
         self.out.line(
             f"uploaded {len(files)} file(s), {total} bytes: sent {uploader.sent} bytes "
-            f"in {elapsed:.1f} s"
+            f"in {elapsed:.3f} s ({rate:.1f} files/s, {uploader.requests} requests, "
+            f"{min(self.options.parallel, max(len(todo), 1))} in flight)"
         )
+
+
+def run_lanes(
+    jobs: Sequence[tuple[LocalFile, str | None]],
+    lanes: int,
+    work: Callable[[tuple[LocalFile, str | None]], None],
+) -> None:
+    """Run ``work`` over ``jobs`` on up to ``lanes`` threads. The first failure stops the
+    lanes from taking new jobs and is raised once the jobs in flight have ended. The threads
+    are daemons and the main thread waits in short steps, so Ctrl-C ends the command."""
+    pending = list(reversed(jobs))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def lane() -> None:
+        while True:
+            with lock:
+                if failures or not pending:
+                    return
+                job = pending.pop()
+            try:
+                work(job)
+            except BaseException as exc:
+                with lock:
+                    failures.append(exc)
+                return
+
+    threads = [
+        threading.Thread(target=lane, name=f"upload-lane-{i}", daemon=True)
+        for i in range(max(1, min(lanes, len(jobs))))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except KeyboardInterrupt:
+        with lock:
+            pending.clear()
+        raise
+    if failures:
+        raise failures[0]
 
 
 def _guard(out: Output, body: Callable[[], int], interrupted: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import Any
 from urllib.parse import urljoin
@@ -19,7 +20,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "DASHBOARD_URL"
 TUS_VERSION = "1.0.0"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-READ_BLOCK = 256 * 1024  # bytes read from disk at a time inside one PATCH body
+READ_BLOCK = 64 * 1024  # bytes read at a time inside one body (the bar moves per block)
 MAX_ATTEMPTS = 8  # consecutive failures before giving up (backoff 0.5 s doubling, max 10 s)
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -137,16 +138,20 @@ def ws_url(http_url: str) -> str:
 
 # -- uploads ------------------------------------------------------------------------------
 class RateLimit:
+    """At most ``bytes_per_s`` over every upload lane together (thread-safe)."""
+
     def __init__(self, bytes_per_s: int | None) -> None:
         self.rate = bytes_per_s
         self.start = time.monotonic()
         self.count = 0
+        self._lock = threading.Lock()
 
     def wait(self, nbytes: int) -> None:
         if not self.rate:
             return
-        self.count += nbytes
-        due = self.start + self.count / self.rate
+        with self._lock:
+            self.count += nbytes
+            due = self.start + self.count / self.rate
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)

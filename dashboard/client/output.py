@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TextIO
 
 from rich.console import Console
@@ -41,21 +42,24 @@ class Output:
         self.stderr.flush()
 
 
+SHOWN_FILE_BYTES = 1024 * 1024  # on a terminal, files this big get a bar of their own
+
+
 class UploadProgress:
-    """Progress of every file and of the whole upload; plain lines when not on a terminal."""
+    """Progress of the whole upload and of each file in flight (several at once, from
+    several threads). On a terminal: an overall bar (files and bytes) plus a bar per large
+    file in flight; small files only move the overall bar. Elsewhere: plain lines, a file's
+    25/50/75 % marks and its completion, never one line per chunk."""
 
     def __init__(self, out: Output, total_bytes: int, files: int) -> None:
         self.out = out
         self.total = total_bytes
         self.files = files
-        self.index = 0
-        self.current: str | None = None
-        self.length = 0
-        self.position = 0
-        self.marks_done: set[int] = set()
+        self.started = 0
+        self.finished = 0
+        self.lock = threading.RLock()
         self._progress: Progress | None = None
         self._overall: TaskID | None = None
-        self._task: TaskID | None = None
         if out.is_terminal:
             self._progress = Progress(
                 TextColumn("{task.description}", markup=False),
@@ -66,9 +70,7 @@ class UploadProgress:
                 console=out.console,
             )
             self._progress.start()
-            self._overall = self._progress.add_task(
-                f"all {files} file(s)", total=max(total_bytes, 1)
-            )
+            self._overall = self._progress.add_task(self._overall_text(), total=max(total_bytes, 1))
 
     def __enter__(self) -> UploadProgress:
         return self
@@ -81,61 +83,96 @@ class UploadProgress:
             self._progress.stop()
             self._progress = None
 
-    def _say(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
-        else:
-            self.out.line(text)
+    def _overall_text(self) -> str:
+        return f"all files ({self.finished}/{self.files} done)"
 
-    def _tag(self) -> str:
-        return f"[{self.index}/{self.files}]"
+    def say(self, text: str) -> None:
+        with self.lock:
+            if self._progress is not None:
+                self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            else:
+                self.out.line(text)
+
+    def _advance_overall(self, nbytes: int, *, finished: bool = False) -> None:
+        if finished:
+            self.finished += 1
+        if self._progress is not None and self._overall is not None:
+            self._progress.update(
+                self._overall, advance=nbytes, description=self._overall_text()
+            )
 
     def skip(self, relative: str, length: int) -> None:
-        self.index += 1
-        self._say(f"{self._tag()} {relative}: already uploaded ({length} bytes)")
-        if self._progress is not None and self._overall is not None:
-            self._progress.advance(self._overall, length)
+        with self.lock:
+            self.started += 1
+            self._advance_overall(length, finished=True)
+            self.say(f"[{self.started}/{self.files}] {relative}: already uploaded ({length} bytes)")
 
-    def start(self, relative: str, length: int, offset: int) -> None:
-        self.index += 1
-        self.current, self.length, self.position = relative, length, offset
+    def start(self, relative: str, length: int, offset: int) -> FileProgress:
+        with self.lock:
+            self.started += 1
+            return FileProgress(self, f"[{self.started}/{self.files}]", relative, length, offset)
+
+
+class FileProgress:
+    """One file's progress; positions only move the bars by their difference."""
+
+    def __init__(
+        self, board: UploadProgress, tag: str, relative: str, length: int, offset: int
+    ) -> None:
+        self.board = board
+        self.tag = tag
+        self.relative = relative
+        self.length = length
+        self.position = offset
         percent = _percent(offset, length)
         self.marks_done = {m for m in PLAIN_MARKS if m <= percent}
-        if self._progress is not None and self._overall is not None:
-            self._progress.advance(self._overall, offset)
-            self._task = self._progress.add_task(
-                f"{self._tag()} {relative}", total=max(length, 1), completed=offset
-            )
+        self._task: TaskID | None = None
+        progress = board._progress
+        with board.lock:
+            board._advance_overall(offset)
+            if progress is not None and length >= SHOWN_FILE_BYTES:
+                self._task = progress.add_task(
+                    f"{tag} {relative}", total=max(length, 1), completed=offset
+                )
+        if offset and progress is None:
+            board.say(f"{tag} {relative}: resuming at {offset} of {length} bytes ({percent}%)")
         elif offset:
-            self._say(
-                f"{self._tag()} {relative}: resuming at {offset} of {length} bytes ({percent}%)"
-            )
-        else:
-            self._say(f"{self._tag()} {relative}: 0% of {length} bytes")
+            board.say(f"{tag} {relative}: resuming at {offset} of {length} bytes")
 
     def advance(self, nbytes: int) -> None:
         self.set_position(self.position + nbytes)
 
     def set_position(self, offset: int) -> None:
-        delta = offset - self.position
-        self.position = offset
-        if self._progress is not None:
-            if self._task is not None:
-                self._progress.update(self._task, completed=offset)
-            if self._overall is not None:
-                self._progress.advance(self._overall, delta)
-            return
-        percent = _percent(offset, self.length)
-        for mark in PLAIN_MARKS:
-            if mark <= percent and mark not in self.marks_done and offset < self.length:
-                self.marks_done.add(mark)
-                self._say(f"{self._tag()} {self.current}: {mark}% of {self.length} bytes")
+        board = self.board
+        with board.lock:
+            delta = offset - self.position
+            self.position = offset
+            progress = board._progress
+            if progress is not None:
+                if self._task is not None:
+                    progress.update(self._task, completed=offset)
+                board._advance_overall(delta)
+                return
+            percent = _percent(offset, self.length)
+            marks = [
+                m
+                for m in PLAIN_MARKS
+                if m <= percent and m not in self.marks_done and offset < self.length
+            ]
+            self.marks_done.update(marks)
+        for mark in marks:
+            board.say(f"{self.tag} {self.relative}: {mark}% of {self.length} bytes")
 
     def done(self) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.remove_task(self._task)
-            self._task = None
-        self._say(f"{self._tag()} {self.current}: 100% of {self.length} bytes, done")
+        board = self.board
+        with board.lock:
+            board._advance_overall(self.length - self.position, finished=True)
+            self.position = self.length
+            if board._progress is not None and self._task is not None:
+                board._progress.remove_task(self._task)
+                self._task = None
+        if board._progress is None or self.length >= SHOWN_FILE_BYTES or board.files <= 20:
+            board.say(f"{self.tag} {self.relative}: 100% of {self.length} bytes, done")
 
 
 def _percent(offset: int, length: int) -> int:
