@@ -28,9 +28,11 @@ browser-deps:
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; \
 	fi
 
-# tus-js-client under Node for the real-client conformance test.
+# tus-js-client under Node, and Uppy + esbuild for the browser case (tests/js/package.json);
+# reinstalled when the lock file is newer than what npm last installed.
 node-deps:
-	@if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then \
+	@if [ -f tests/js/package.json ] && { [ ! -f tests/js/node_modules/.package-lock.json ] || \
+		[ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; }; then \
 		cd tests/js && npm ci --silent --no-audit --no-fund; \
 	fi
 

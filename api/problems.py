@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from python_multipart.exceptions import ParseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Mount, Route
+from starlette.routing import Match, Mount
 
 from api.schemas import document
 from dashboard.errors import DashboardError
@@ -72,21 +72,25 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return problem(422, "Invalid input", detail, slug="invalid-input", errors=errors)
 
 
+CANDIDATE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app has at this path.
+    """Every method some route of the app serves at this path.
 
     Starlette's 405 names only the methods of the first route whose path matched; a path
     served by several routes (tus: HEAD, PATCH and DELETE each have their own) has more.
+    Each method is tried against the app's routes as the router would (a full match).
     """
-    methods: set[str] = set()
-    scope = {**request.scope, "type": "http"}
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            if route.matches(scope)[0] != Match.NONE:
-                methods |= route.methods
-        elif isinstance(route, Mount) and route.matches(scope)[0] != Match.NONE:
-            methods |= {"GET", "HEAD"}  # the static files
-    return sorted(methods)
+    routes = request.app.router.routes
+    if any(isinstance(r, Mount) and r.matches(request.scope)[0] != Match.NONE for r in routes):
+        return ["GET", "HEAD"]  # the static files
+    allowed = []
+    for method in CANDIDATE_METHODS:
+        scope = {**request.scope, "type": "http", "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

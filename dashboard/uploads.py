@@ -57,7 +57,7 @@ from dashboard.volumes import VolumeStore, file_sha256
 UPLOAD_ID_LEN = 32
 SYNC_MODES = ("complete", "chunk")
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
-KICK_STEP = 1024 * 1024  # start writeback every this many bytes (see WritebackHint)
+KICK_STEP = 8 * 1024 * 1024  # start writeback every this many bytes (see WritebackHint)
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
 PARTIAL = "partial"
 FINAL = "final"
@@ -322,6 +322,10 @@ class UploadManager:
             if not tasks:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def partials(self, session_id: str) -> list[UploadRecord]:
+        """Partial uploads (concatenation) still waiting for their final upload."""
+        return [r for r in self._session(session_id).records.values() if r.partial]
 
     def get(self, session_id: str, upload_id: str) -> UploadRecord:
         record = self._session(session_id).records.get(upload_id)
@@ -697,6 +701,19 @@ class UploadManager:
 
     async def complete_empty(self, record: UploadRecord) -> None:
         await self._finish(record)
+
+    async def finish_if_stranded(self, record: UploadRecord) -> bool:
+        """Finish an upload whose bytes all arrived but that was never published (the
+        server was killed in between); True if it was finished now."""
+        busy = record.upload_id in self._busy or record.upload_id in self._publishing
+        if record.done or not record.complete or busy:
+            return False
+        self._busy.add(record.upload_id)
+        try:
+            await self._finish(record)
+        finally:
+            self._busy.discard(record.upload_id)
+        return True
 
     # -- completion: flush, then publish ---------------------------------------------
     async def _finish(self, record: UploadRecord) -> None:

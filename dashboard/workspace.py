@@ -294,6 +294,14 @@ class Workspace:
             upload_length=upload_length,
         )
 
+    async def upload_for_head(self, session_id: str, upload_id: str) -> UploadRecord:
+        """An upload for HEAD. One whose every byte arrived but which a killed server never
+        published is finished first: a client that sees offset == length sends no PATCH."""
+        upload = self.uploads.get(session_id, upload_id)
+        if await self.uploads.finish_if_stranded(upload) and not upload.partial:
+            self._publish_upload(upload)
+        return upload
+
     def _publish_upload(self, upload: UploadRecord) -> None:
         self.hub.publish(upload.session_id, "upload", upload.public())
 
@@ -335,6 +343,12 @@ class Workspace:
                 f"{len(publishing)} file(s) are complete but still being stored in the "
                 f"session's volume: {names}. Start the run once their upload events (or "
                 f"GET /api/sessions/{session_id}) say done."
+            )
+        partials = self.uploads.partials(session_id)
+        if partials:
+            raise Conflict(
+                f"{len(partials)} part(s) of a parallel upload wait for their final upload "
+                "(Upload-Concat: final); finish or terminate them first."
             )
         if not any(u.done or u in publishing for u in self.uploads.records(session_id)):
             raise Conflict("Upload at least one file before starting the run.")

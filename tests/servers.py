@@ -31,9 +31,12 @@ def free_port() -> int:
 class LiveServer:
     """``python -m dashboard serve`` on a loopback port, with its own data dir."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: Mapping[str, str] | None = None, *, log_level: str = "warning"
+    ) -> None:
         self.data_dir = data_dir
         self.extra_env = dict(env or {})
+        self.log_level = log_level
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
@@ -62,7 +65,7 @@ class LiveServer:
                 "--data-dir",
                 str(self.data_dir),
                 "--log-level",
-                "warning",
+                self.log_level,
             ],
             cwd=ROOT,
             env=env,

@@ -159,7 +159,7 @@ def created(workspace: WorkspaceDep, upload: UploadRecord) -> Response:
 
 @router.head("/{upload_id}", openapi_extra={"parameters": TUS_TERMINATE_PARAMETERS})
 async def upload_offset(upload_id: str, session: SessionDep, workspace: WorkspaceDep) -> Response:
-    upload = workspace.uploads.get(session.session_id, upload_id)
+    upload = await workspace.upload_for_head(session.session_id, upload_id)
     headers = upload_headers(upload)
     if upload.metadata_header:
         headers["Upload-Metadata"] = upload.metadata_header
