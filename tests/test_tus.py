@@ -251,6 +251,7 @@ def test_run_refused_while_an_upload_is_unfinished(shared_server) -> None:
     r = httpx.post(f"{server.url}/api/sessions/{sid}/run")
     assert is_problem(r, 409) and "u.bin" in r.json()["detail"]
     patch(url, b"34", 2)
+    wait_stored(server.url, sid)  # until then the run is 409 too ("still being stored")
     assert httpx.post(f"{server.url}/api/sessions/{sid}/run").status_code == 202
     assert is_problem(httpx.post(f"{server.url}/api/sessions/{sid}/run"), 409)
     assert is_problem(tus_create(server.url, sid, "late.bin", 1), 409)
