@@ -35,8 +35,10 @@ def raw_filename(disposition: str) -> str | None:
     star = _FILENAME_STAR.search(disposition)
     if star:
         value = star.group(1).strip()
-        charset, _, rest = value.partition("''")
-        return unquote(rest or value, encoding=charset or "utf-8")
+        charset, sep, rest = value.partition("''")
+        if not sep:  # no charset'' prefix: the value is the (escaped) name itself
+            return unquote(value)
+        return unquote(rest, encoding=charset or "utf-8")  # may be "": no file chosen
     match = _FILENAME.search(disposition)
     if match:
         return re.sub(r'\\(["\\])', r"\1", match.group(1))
