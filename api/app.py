@@ -14,7 +14,17 @@ from fastapi.templating import Jinja2Templates
 from api import access_log, problems
 from api.heartbeats import Heartbeats
 from api.method_override import MethodOverride
-from api.routes import legacy, log, pages, sessions, streams, tus, upload_limits
+from api.routes import (
+    artifacts,
+    legacy,
+    log,
+    pages,
+    recent,
+    sessions,
+    streams,
+    tus,
+    upload_limits,
+)
 from api.send_deadline import SendDeadlines
 from api.sse import FrameCache
 from api.transports import DashboardApp
@@ -77,7 +87,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.state.public_url_resolver = public_url_resolver
     problems.install(app)
-    for module in (pages, sessions, tus, streams, legacy, log):
+    for module in (pages, recent, sessions, tus, streams, legacy, log, artifacts):
         app.include_router(module.router)
     app.include_router(upload_limits.router)  # session-less Tus-Max-Size discovery
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")

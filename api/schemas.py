@@ -12,6 +12,7 @@ class SessionLinks(BaseModel):
     run: str
     ws: str
     events: str
+    artifacts: str | None = None
 
 
 class SessionCreated(BaseModel):
@@ -42,6 +43,23 @@ class SessionPublic(BaseModel):
     run: RunPublic | None
     artifacts: list[str]
     summary: dict[str, Any] | None = None
+    links: SessionLinks | None = None
+
+
+class ArtifactPublic(BaseModel):
+    path: str
+    name: str
+    size: int
+    modified: str
+    content_type: str
+    inline: bool
+    url: str
+
+
+class ArtifactList(BaseModel):
+    session_id: str
+    zip: str
+    artifacts: list[ArtifactPublic]
 
 
 class RunAccepted(BaseModel):
@@ -55,6 +73,18 @@ class LegacyUploadAccepted(BaseModel):
     volume_name: str
     ws_url: str
     stream_url: str
+
+
+class SessionListed(BaseModel):
+    session_id: str
+    state: str
+    created: str
+    title: str
+    links: SessionLinks
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionListed]
 
 
 class LogAccepted(BaseModel):

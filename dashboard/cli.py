@@ -1,4 +1,5 @@
-"""Command line: ``serve`` (the local server); ``upload`` and ``follow`` (the client)."""
+"""Command line: ``serve`` (the local server); ``upload``, ``follow`` and ``results`` (the
+client)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,12 @@ def _follow(args: argparse.Namespace) -> int:
     return run_follow(args.session_id, args.url)
 
 
+def _results(args: argparse.Namespace) -> int:
+    from dashboard.client import run_results
+
+    return run_results(args.session_id, args.url, args.out)
+
+
 def _url_help() -> str:
     return "dashboard address (default $DASHBOARD_URL or http://127.0.0.1:8000)"
 
@@ -176,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("session_id", metavar="SESSION_ID", help="32 lowercase hex characters")
     follow.add_argument("--url", help=_url_help())
     follow.set_defaults(func=_follow)
+
+    results = sub.add_parser(
+        "results",
+        help="download a session's results and print its profile table",
+        description="Download every artifact of a session's run (resumable: an interrupted "
+        "download continues where it stopped when the command is run again) and print one "
+        "row per profiled file. Exit 0 when downloaded, 1 when there is nothing to download, "
+        "2 for a malformed or unknown id, 3 if the server cannot be reached.",
+    )
+    results.add_argument("session_id", metavar="SESSION_ID", help="32 lowercase hex characters")
+    results.add_argument(
+        "--out", metavar="DIR", help="where to put the files (default ./results-<SESSION_ID>)"
+    )
+    results.add_argument("--url", help=_url_help())
+    results.set_defaults(func=_results)
     return parser
 
 

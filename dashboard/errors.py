@@ -97,6 +97,12 @@ class Locked(DashboardError):
     slug = "locked"
 
 
+class RangeNotSatisfiable(DashboardError):
+    status = 416
+    title = "Range not satisfiable"
+    slug = "range-not-satisfiable"
+
+
 class ChecksumMismatch(DashboardError):
     status = 460
     title = "Checksum mismatch"
@@ -121,6 +127,7 @@ ALL_ERRORS: tuple[type[DashboardError], ...] = (
     TooLarge,
     UnsupportedMediaType,
     Locked,
+    RangeNotSatisfiable,
     ChecksumMismatch,
     InsufficientStorage,
 )

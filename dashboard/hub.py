@@ -304,9 +304,10 @@ class EventHub:
             written += len(events)
         return written
 
-    def archive_finished(self, idle_s: float) -> int:
+    def archive_finished(self, idle_s: float, *, followed_too: bool = False) -> int:
         """Drop from memory the histories of sessions ended ``idle_s`` ago and followed by
-        nobody; their archive already holds them (``flush_history``)."""
+        nobody (or, with ``followed_too``, by anyone: at shutdown); their archive already
+        holds them (``flush_history``)."""
         if self._archive is None:
             return 0
         self.flush_history()
@@ -314,7 +315,9 @@ class EventHub:
         moved = 0
         for feed in self._feeds.values():
             ended = feed.ended_at
-            if feed.archived or ended is None or ended > cutoff or feed.subscribers:
+            if feed.archived or ended is None or ended > cutoff:
+                continue
+            if feed.subscribers and not followed_too:
                 continue
             if not self._archive.has(feed.session_id):  # its history predates the archive
                 self._archive.write(feed.session_id, feed.history)

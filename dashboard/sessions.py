@@ -128,3 +128,11 @@ class SessionStore:
                     self._cache[sid] = SessionRecord.from_json(read_json(path))
             self._scanned = True
         return list(self._cache.values())
+
+    def of_client(self, client_id: str | None, limit: int) -> list[SessionRecord]:
+        """The sessions created with this client id, newest first (none for no id)."""
+        if not client_id:
+            return []
+        mine = [r for r in self.all() if r.client_id == client_id]
+        mine.sort(key=lambda r: (r.created, r.session_id), reverse=True)
+        return mine[:limit]

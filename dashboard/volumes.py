@@ -16,9 +16,11 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from dashboard.artifacts import READ_CHUNK, Artifact, ArtifactReader, not_found
 from dashboard.errors import Conflict
 from dashboard.paths import clean_relative_path, resolve_inside
 from dashboard.sessions import volume_name
@@ -97,6 +99,13 @@ class VolumeStore(Protocol):
         Never raises: a failed checkpoint is caught up by the next one.
         """
 
+    async def artifact_files(self, session_id: str) -> list[Artifact]:
+        """The regular files under ``results/`` (sorted by path; no dot-files, no links)."""
+
+    async def open_artifact(self, session_id: str, path: str) -> ArtifactReader:
+        """Open ``results/<path>`` (already cleaned) for reading; NotFound if it is not a
+        regular file there (a symlink, a folder, missing)."""
+
 
 class LocalVolumeStore:
     """Volumes as folders: ``<root>/dataset-volume-<id>/``."""
@@ -169,11 +178,118 @@ class LocalVolumeStore:
         return await asyncio.to_thread(file_matches, target, size, sha256)
 
     async def artifacts(self, session_id: str) -> list[str]:
-        results = self.path(session_id) / RESULTS_DIR
-        if not results.is_dir():
+        return [a.volume_path for a in await self.artifact_files(session_id)]
+
+    async def artifact_files(self, session_id: str) -> list[Artifact]:
+        return await asyncio.to_thread(self._artifact_files, session_id)
+
+    def _open_results(self, session_id: str) -> int | None:
+        """A descriptor of ``results/`` itself, never through a symlink."""
+        try:
+            volume_fd = os.open(self.path(session_id), _DIR_FLAGS)
+        except OSError:
+            return None
+        try:
+            return os.open(RESULTS_DIR, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=volume_fd)
+        except OSError:
+            return None
+        finally:
+            os.close(volume_fd)
+
+    def _artifact_files(self, session_id: str) -> list[Artifact]:
+        """Walk ``results/`` by descriptor (``fwalk``, links not followed); keep regular
+        files with one link, skip dot-files and dot-folders (temporary files)."""
+        results_fd = self._open_results(session_id)
+        if results_fd is None:
             return []
-        volume = self.path(session_id)
-        return sorted(p.relative_to(volume).as_posix() for p in results.rglob("*") if p.is_file())
+        found: list[Artifact] = []
+        try:
+            for top, dirs, files, dir_fd in os.fwalk(".", dir_fd=results_fd):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                prefix = "" if top == "." else top[2:] + "/"
+                for name in files:
+                    if name.startswith("."):
+                        continue
+                    try:
+                        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if _is_servable(info):
+                        found.append(Artifact(prefix + name, info.st_size, info.st_mtime))
+        finally:
+            os.close(results_fd)
+        found.sort(key=lambda a: a.path)
+        return found
+
+    async def open_artifact(self, session_id: str, path: str) -> ArtifactReader:
+        return await asyncio.to_thread(self._open_artifact, session_id, path)
+
+    def _open_artifact(self, session_id: str, path: str) -> LocalArtifactReader:
+        """Walk to the file one folder at a time with ``O_NOFOLLOW``: a symlink anywhere
+        (into ``data/``, out of the volume, or ``results/`` itself) is a 404, as are a
+        FIFO, a device, a folder and a hard link (a second name of another file)."""
+        *folders, name = path.split("/")
+        if any(segment.startswith(".") for segment in path.split("/")):
+            raise not_found(path)  # temporary files are not artifacts (nor "..")
+        results_fd = self._open_results(session_id)
+        if results_fd is None:
+            raise not_found(path)
+        dir_fd = results_fd
+        try:
+            for folder in folders:
+                try:
+                    child = os.open(folder, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+                except OSError as exc:
+                    raise not_found(path) from exc
+                os.close(dir_fd)
+                dir_fd = child
+            try:
+                fd = os.open(
+                    name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+                )
+            except OSError as exc:
+                raise not_found(path) from exc
+        finally:
+            os.close(dir_fd)
+        info = os.fstat(fd)
+        if not _is_servable(info):
+            os.close(fd)
+            raise not_found(path)
+        return LocalArtifactReader(fd, Artifact(path, info.st_size, info.st_mtime))
 
     async def checkpoint(self) -> None:
         """Nothing to do: the data dir is a local folder (records are written atomically)."""
+
+
+def _is_servable(info: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
+class LocalArtifactReader:
+    """An open descriptor: every read is ``pread`` on it (the file opened, not a path)."""
+
+    def __init__(self, fd: int, artifact: Artifact) -> None:
+        self._fd: int | None = fd
+        self._artifact = artifact
+
+    @property
+    def artifact(self) -> Artifact:
+        return self._artifact
+
+    async def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        stop = self._artifact.size if end is None else end
+        position = start
+        while position < stop:
+            fd = self._fd
+            if fd is None:
+                return
+            data = await asyncio.to_thread(os.pread, fd, min(READ_CHUNK, stop - position), position)
+            if not data:  # truncated since it was opened
+                return
+            position += len(data)
+            yield data
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

@@ -44,6 +44,7 @@ LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trac
 MAX_LOG_MESSAGE_CHARS = 16_384
 RESTART_ERROR = "The run was interrupted by a server restart."
 HISTORY_FLUSH_S = 1.0  # new events reach the archive (and, on Modal, a commit) this often
+RECENT_SESSIONS = 50  # GET /api/sessions lists at most this many
 
 
 def _token_key(token: str) -> str:
@@ -132,6 +133,9 @@ class Workspace:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.uploads.stop_publishing()  # the next start resumes them
+        # every ended session's log survives a restart (?session= links replay it)
+        with contextlib.suppress(OSError):
+            self.hub.archive_finished(0.0, followed_too=True)
         await asyncio.to_thread(self.uploads.close)
         with contextlib.suppress(OSError):
             self.hub.flush_history()
@@ -203,6 +207,10 @@ class Workspace:
             "artifacts": await self.volumes.artifacts(session_id),
             "summary": record.summary,
         }
+
+    def recent_sessions(self, client_id: str | None) -> list[SessionRecord]:
+        """The sessions started from one browser (its client cookie), newest first."""
+        return self.sessions.of_client(client_id, RECENT_SESSIONS)
 
     def _set_state(self, record: SessionRecord, state: str, error: str | None = None) -> None:
         record.state = state

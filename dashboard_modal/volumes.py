@@ -17,6 +17,12 @@ Volume has no empty directories (``batch_upload`` carries files only), so ``data
 ``results/`` appear with their first file; the agent function creates both before the
 agent runs, so the agent sees the same layout as a local run.
 
+Artifacts (``results/``) are listed with ``listdir`` and streamed with ``read_file``, both
+answered by Modal's servers from the volume's latest *committed* state: the agent function
+commits before it returns, so a finished run's files are seen without a ``reload()``
+(which exists only for a container that mounts the volume; this one never does). Only
+entries of type FILE are artifacts: a symlink is never served, whatever it points to.
+
 Every Modal call goes through the ``.aio`` interface: the event loop is never blocked.
 """
 
@@ -32,6 +38,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+from dashboard.artifacts import Artifact, ArtifactReader, not_found
 from dashboard.errors import Conflict
 from dashboard.paths import clean_relative_path
 from dashboard.sessions import volume_name
@@ -51,6 +58,12 @@ class FileEntryLike(Protocol):
 
     @property
     def type(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def mtime(self) -> int: ...
 
 
 class BatchLike(Protocol):
@@ -208,6 +221,27 @@ class ModalVolumeStore:
             if path.startswith(f"{RESULTS_DIR}/")
         )
 
+    async def artifact_files(self, session_id: str) -> list[Artifact]:
+        prefix = f"{RESULTS_DIR}/"
+        entries = await self._list(session_id, RESULTS_DIR, recursive=True)
+        found = []
+        for entry in entries:
+            path = _path(entry)
+            if entry.type != FILE_TYPE or not path.startswith(prefix):
+                continue
+            inside = path[len(prefix) :]
+            if any(segment.startswith(".") for segment in inside.split("/")):
+                continue
+            found.append(Artifact(inside, int(entry.size), float(entry.mtime)))
+        return sorted(found, key=lambda a: a.path)
+
+    async def open_artifact(self, session_id: str, path: str) -> ArtifactReader:
+        """Only a path the listing shows as a FILE (never a symlink, nor through one)."""
+        for artifact in await self.artifact_files(session_id):
+            if artifact.path == path:
+                return ModalArtifactReader(self.volume(session_id), artifact)
+        raise not_found(path)
+
     # -- helpers -----------------------------------------------------------------------
     async def _known_files(self, session_id: str) -> set[str]:
         known = self._published.get(session_id)
@@ -228,3 +262,40 @@ class ModalVolumeStore:
 
 def _path(entry: FileEntryLike) -> str:
     return entry.path.lstrip("/")
+
+
+class ModalArtifactReader:
+    """Streams ``read_file``'s blocks, skipping to ``start`` and stopping at ``end``
+    (``read_file`` has no offset: a range costs reading the blocks before it)."""
+
+    def __init__(self, volume: VolumeLike, artifact: Artifact) -> None:
+        self._volume = volume
+        self._artifact = artifact
+
+    @property
+    def artifact(self) -> Artifact:
+        return self._artifact
+
+    async def chunks(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        stop = self._artifact.size if end is None else end
+        position = 0
+        blocks = self._volume.read_file.aio(self._artifact.volume_path)
+        try:
+            async for block in blocks:
+                block_end = position + len(block)
+                if block_end > start:
+                    piece = block[max(0, start - position) : max(0, stop - position)]
+                    if piece:
+                        yield piece
+                position = block_end
+                if position >= stop:
+                    break
+        except FileNotFoundError:
+            return  # deleted since it was listed: the response ends short
+        finally:
+            closer = getattr(blocks, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def close(self) -> None:
+        pass

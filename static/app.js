@@ -7,7 +7,16 @@ import { forgetSession, loadSession, saveSession } from "./resume.js";
 import { FileBoard } from "./file_list.js";
 import { waitUntilStored } from "./stored.js";
 import { fetchUploadLimit, oversizeMessage, uploadSelection } from "./upload_queue.js";
-import { LogConsole, formatBytes, renderResult, setBadge, show, showMessage } from "./ui.js";
+import { LogConsole, formatBytes, setBadge, show, showMessage } from "./ui.js";
+import { ResultPanel } from "./results.js";
+import {
+  RecentSessions,
+  addressNamesSession,
+  clearSessionFromAddress,
+  linkedSessionId,
+  sessionLinks,
+  showSessionInAddress,
+} from "./sessions.js";
 import { validateContext } from "./validate.js";
 
 const ACCEPTING = new Set(["created", "uploading"]);
@@ -47,6 +56,8 @@ const board = new FileBoard({
   overallText: find("overall-text"),
 });
 const logConsole = new LogConsole(find("log"));
+const results = new ResultPanel(ui.result);
+const recent = new RecentSessions({ section: find("recent-section"), list: find("recent-list") });
 
 const state = {
   selection: new Map(), // relative path → File
@@ -162,6 +173,7 @@ function onEvent(envelope) {
         if (data.error) logConsole.append("error", data.error, envelope.ts);
       }
       if (data.state === "succeeded" || data.state === "failed") finishSession();
+      if (data.state !== "created") recent.refresh(); // the list shows each session's state
       break;
     case "log":
       logConsole.append(data.level || "info", String(data.message ?? ""), envelope.ts);
@@ -174,7 +186,7 @@ function onEvent(envelope) {
       if (data.done && !board.grouped) logConsole.append("info", `Received ${data.path} (${formatBytes(data.length)}).`, envelope.ts);
       break;
     case "result":
-      renderResult(ui.result, data);
+      if (state.session) results.show(state.session, data);
       show(ui.resultSection);
       break;
     default:
@@ -203,7 +215,7 @@ function follow(session, since = 0) {
 
 function finishSession() {
   // A finished session is only shown, never resumed: the next Upload starts a new one.
-  if (state.session) {
+  if (state.session && !state.session.viewing) {
     state.session.phase = "done";
     saveSession(state.session);
   }
@@ -217,7 +229,7 @@ function resetView() {
   state.session = null;
   board.clear();
   logConsole.clear();
-  ui.result.replaceChildren();
+  results.clear();
   [ui.progressSection, ui.logSection, ui.resultSection, ui.startOver].forEach((n) => show(n, false));
   showMessage(ui.error, "");
   showMessage(ui.resumeNotice, "");
@@ -317,6 +329,9 @@ async function onSubmit(event) {
       resetView();
     }
     state.session = session;
+    showSessionInAddress(session.session_id);
+    recent.setCurrent(session.session_id);
+    recent.refresh();
     show(ui.startOver);
     ui.startOver.textContent = "Discard and start a new session";
     setBadge(ui.badge, view.state || "created");
@@ -334,9 +349,47 @@ async function onSubmit(event) {
   }
 }
 
+/** /?session=<id>: show that session (state, files, its whole log, results) as it is. */
+async function openLinked(sessionId) {
+  let view;
+  try {
+    view = await getJson(sessionUrl(sessionId));
+  } catch (error) {
+    clearSessionFromAddress();
+    const gone = error instanceof FriendlyError && error.status === 404;
+    showMessage(ui.error, gone ? "The session in this link does not exist (or no longer does)." : error.message);
+    return;
+  }
+  const session = { session_id: sessionId, links: sessionLinks(sessionId, view.links), phase: "view", viewing: true };
+  state.session = session;
+  recent.setCurrent(sessionId);
+  setBadge(ui.badge, view.state);
+  for (const file of view.files || []) {
+    board.ensure(file.path, file.length);
+    board.set(file.path, file.offset);
+  }
+  show(ui.progressSection, (view.files || []).length > 0);
+  show(ui.startOver);
+  ui.startOver.textContent = "Start a new session";
+  follow(session); // replays the whole log from seq 0, then follows it live
+  if (view.state === "succeeded" && view.artifacts) {
+    results.show(session, { artifacts: view.artifacts, summary: view.summary });
+    show(ui.resultSection);
+  }
+}
+
 /** After a reload: offer to resume an unfinished upload, or show the last run again. */
 async function restore() {
   const stored = loadSession();
+  const linked = linkedSessionId();
+  if (addressNamesSession() && !linked) {
+    clearSessionFromAddress();
+    showMessage(ui.error, "The session in this link does not exist (the id is not well-formed).");
+  }
+  if (linked && stored?.session_id !== linked) {
+    await openLinked(linked);
+    return;
+  }
   if (!stored) return;
   let view;
   try {
@@ -346,6 +399,8 @@ async function restore() {
     return;
   }
   if (stored.context_text && !ui.context.value) ui.context.value = stored.context_text;
+  showSessionInAddress(stored.session_id);
+  recent.setCurrent(stored.session_id);
   setBadge(ui.badge, view.state);
   show(ui.startOver);
   if (ACCEPTING.has(view.state) && stored.phase === "upload") {
@@ -398,7 +453,10 @@ ui.startOver.addEventListener("click", () => {
   if (state.busy) return;
   forgetSession();
   resetView();
+  clearSessionFromAddress();
+  recent.setCurrent(null);
   ui.context.focus();
 });
 root.dataset.ready = "true";
+recent.refresh();
 restore();

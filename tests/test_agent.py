@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import random
 import statistics
@@ -288,6 +290,129 @@ def test_streamed_profile_on_large_files(
         assert {t["value"] for t in arm["top_values"]} == set(GROUPS)
 
 
+def expected_histogram_counts(values: list[Any], edges: list[Any]) -> list[int]:
+    """Counts per bin [e_i, e_i+1), the last bin closed, by bisection (not the agent's
+    arithmetic)."""
+    counts = [0] * (len(edges) - 1)
+    for v in values:
+        i = bisect.bisect_right(edges, v) - 1
+        counts[min(i, len(counts) - 1)] += 1
+    return counts
+
+
+def check_histogram(column: dict[str, Any], values: list[Any], *, integer: bool) -> None:
+    present = [v for v in values if v is not None]
+    hist = column["histogram"]
+    assert hist["edges_type"] == "number"
+    edges, counts = hist["edges"], hist["counts"]
+    assert 1 <= len(counts) <= 20
+    assert len(edges) == len(counts) + 1
+    assert sum(counts) == len(present)
+    assert edges[0] == min(present)
+    assert edges == sorted(edges)
+    if integer:
+        assert all(isinstance(e, int) for e in edges)
+        widths = {b - a for a, b in itertools.pairwise(edges)}
+        assert len(widths) == 1  # equal integer steps
+        assert edges[-1] > max(present)
+        assert counts == expected_histogram_counts(present, edges)
+    else:
+        assert edges[-1] == pytest.approx(max(present))
+        want = expected_histogram_counts(present, edges)
+        # a float that sits on an edge (to the last bit) may fall either side of it
+        on_edge = sum(1 for v in present for e in edges[1:-1] if abs(v - e) < 1e-9)
+        assert sum(abs(a - b) for a, b in zip(counts, want, strict=True)) <= 2 * on_edge
+
+
+def check_pictures(entry: dict[str, Any], rows: list[dict[str, Any]], *, exact: bool) -> None:
+    """The issue-15 keys: distinct, quantiles, histogram, top, duplicate_rows."""
+    cols = columns_of(entry)
+    for name in ("id", "score", "count"):
+        values = [r[name] for r in rows]
+        present = [v for v in values if v is not None]
+        col = cols[name]
+        assert col["distinct_approx"] is (not exact)
+        assert col["distinct"] == pytest.approx(len(set(present)), rel=0 if exact else 0.1)
+        assert col["quantiles"] == {"q25": col["q25"], "q50": col["q50"], "q75": col["q75"]}
+        assert col["top"] is None
+        check_histogram(col, values, integer=name != "score")
+    for name in ("arm", "label"):
+        values = [r[name] for r in rows]
+        col = cols[name]
+        assert col["histogram"] is None
+        assert col["quantiles"] is None
+        want = expected_top(values, 10)
+        if exact:
+            assert col["top"] == want
+            assert col["top_approx"] is False
+        else:
+            # streamed: the candidates are approximate, their counts exact
+            assert col["top_approx"] is True
+            counts = Counter(v for v in values if v is not None)
+            assert col["top"]
+            assert all(t["count"] == counts[t["value"]] for t in col["top"])
+            assert [t["count"] for t in col["top"]] == sorted(
+                (t["count"] for t in col["top"]), reverse=True
+            )
+        assert col["top_values"] == col["top"]
+    if exact:
+        assert entry["duplicate_rows"] == 0  # every row has its own id
+    else:
+        assert entry["duplicate_rows"] is None
+
+
+def test_histograms_top_values_and_distinct_on_real_files(
+    volume: tuple[Path, dict[str, list[dict[str, Any]]]],
+) -> None:
+    root, made = volume
+    run_agent_remotely(str(root), "A pilot study.", ListLog())
+    files = by_path(load_summary(root))
+    for path, rows in made.items():
+        assert files[path]["exact"] is True
+        check_pictures(files[path], rows, exact=True)
+
+
+def test_histograms_and_top_counts_when_streamed(
+    volume: tuple[Path, dict[str, list[dict[str, Any]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profiling, "EXACT_MAX_BYTES", 0)
+    root, made = volume
+    run_agent_remotely(str(root), "A pilot study.", ListLog())
+    files = by_path(load_summary(root))
+    for path, rows in made.items():
+        assert files[path]["exact"] is False
+        check_pictures(files[path], rows, exact=False)
+
+
+def test_duplicate_rows_small_ranges_and_constant_columns(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [(i % 4, "same", 2.5) for i in range(10)] + [(0, "same", 2.5)] * 3
+    (data / "dups.csv").write_text(
+        "level,word,const\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows)
+    )
+    run_agent_remotely(str(tmp_path), "dups", ListLog())
+    entry = load_summary(tmp_path)["files"][0]
+    assert entry["duplicate_rows"] == len(rows) - len(set(rows))
+    assert f"{len(rows) - len(set(rows))} duplicate rows." in (
+        tmp_path / "results" / "report.md"
+    ).read_text()
+    cols = columns_of(entry)
+    # four integer values: one bin each
+    assert cols["level"]["histogram"]["edges"] == [0, 1, 2, 3, 4]
+    assert cols["level"]["histogram"]["counts"] == [
+        sum(1 for r in rows if r[0] == v) for v in range(4)
+    ]
+    # one value: one bin holding every row
+    assert cols["const"]["histogram"] == {
+        "edges": [2.5, 2.5],
+        "counts": [len(rows)],
+        "edges_type": "number",
+    }
+    assert cols["word"]["top"] == [{"value": "same", "count": len(rows)}]
+    assert cols["word"]["distinct"] == 1
+
+
 @pytest.mark.parametrize("exact", [True, False])
 def test_type_change_after_the_sample_rereads_as_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exact: bool
@@ -330,6 +455,18 @@ def test_json_array_and_typed_columns(tmp_path: Path) -> None:
         {"value": False, "count": 19},
         {"value": True, "count": 9},
     ]
+    assert cols["ok"]["top"] == cols["ok"]["top_values"]
+    # 28 days in bins of 2 days: 14 bins of 2, edges as ISO dates
+    hist = cols["when"]["histogram"]
+    assert hist["edges_type"] == "date"
+    assert hist["edges"] == [f"2024-01-{d:02d}" for d in range(1, 30, 2)]
+    assert hist["counts"] == [2] * 14
+    assert cols["when"]["distinct"] == 28
+    assert cols["when"]["quantiles"] == {
+        "q25": "2024-01-07",
+        "q50": "2024-01-14",
+        "q75": "2024-01-21",
+    }
     assert cols["tags"]["kind"] == "other"
     assert cols["tags"]["nulls"] == 0
 
@@ -359,6 +496,15 @@ def test_parquet_with_timezones_decimals_and_dates(tmp_path: Path) -> None:
     cols = columns_of(entry)
     assert cols["at"]["kind"] == "temporal"
     assert cols["at"]["min"].startswith("2024-03-01")
+    hist = cols["at"]["histogram"]
+    assert hist["edges_type"] == "timestamp"
+    assert hist["edges"][0] == "2024-03-01T12:00:00+00:00"
+    assert len(hist["counts"]) == 20
+    assert sum(hist["counts"]) == len(stamps)
+    edges = [dt.datetime.fromisoformat(e) for e in hist["edges"]]
+    assert hist["counts"] == expected_histogram_counts(stamps, edges)
+    assert cols["price"]["histogram"]["edges"][0] == 0.25
+    assert sum(cols["price"]["histogram"]["counts"]) == len(prices)
     values = [float(p) for p in prices]
     assert cols["price"]["mean"] == pytest.approx(statistics.mean(values))
     assert cols["price"]["max"] == 39.25
@@ -456,7 +602,7 @@ def test_json_context_text_target_per_group(
         labels = [r["label"] for r in rows if r["arm"] == arm]
         counts = Counter(labels)
         ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
-        want = [{"value": v, "count": n} for v, n in ordered[: profiling.TOP_K]]
+        want = [{"value": v, "count": n} for v, n in ordered[: profiling.GROUP_TOP_K]]
         assert got[arm]["count"] == len(labels)
         assert got[arm]["top_values"] == want
 

@@ -104,7 +104,11 @@ def test_upload_folder_shows_progress_logs_success_and_summary(server_factory, p
 def test_invalid_context_is_shown_inline_and_nothing_is_sent(server_factory, page, tmp_path):
     server = server_factory(DASHBOARD_AGENT=TABULATES)
     sent: list[str] = []
-    page.on("request", lambda r: sent.append(r.url) if "/api/" in r.url else None)
+    listing = ("GET", server.url + "/api/sessions")  # the recent-sessions list, read on load
+    page.on(
+        "request",
+        lambda r: sent.append(r.url) if "/api/" in r.url and (r.method, r.url) != listing else None,
+    )
     dash = Dashboard(page, server).open()
     write_bytes(tmp_path / "a.csv", 10)
     dash.choose_files(tmp_path / "a.csv")

@@ -408,6 +408,7 @@ def tus_js(kind: str, endpoint: str, file: Path, storage: Path | None = None) ->
         args.append(str(storage))
     out = subprocess.run(args, cwd=JS, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.strip(), f"tus-js-client ended without a result: {out.stderr}"
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

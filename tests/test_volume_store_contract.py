@@ -32,12 +32,13 @@ import pytest
 from modal.exception import NotFoundError
 from modal.types import FileEntry, FileEntryType
 
-from dashboard.errors import Conflict, InvalidInput
+from dashboard.errors import Conflict, InvalidInput, NotFound
 from dashboard.sessions import volume_name
 from dashboard.volumes import LocalVolumeStore
 from dashboard_modal.volumes import ModalVolumeStore
 
 CLOUD_SKIP = "needs Modal credentials (MODAL_TOKEN_ID)"
+READ_BLOCK = 1024 * 1024  # the fake's read_file block (Modal's are 8 MiB)
 
 
 # -- a fake modal.Volume ---------------------------------------------------------------------
@@ -133,10 +134,14 @@ class FakeVolume:
         return [self._entry(p) for p in sorted(found)]
 
     def _entry(self, path: Path) -> FileEntry:
-        stat = path.stat()
+        stat = path.lstat()
+        if path.is_symlink():
+            kind = FileEntryType.SYMLINK
+        else:
+            kind = FileEntryType.DIRECTORY if path.is_dir() else FileEntryType.FILE
         return FileEntry(
             path=path.relative_to(self.root).as_posix(),
-            type=FileEntryType.DIRECTORY if path.is_dir() else FileEntryType.FILE,
+            type=kind,
             mtime=int(stat.st_mtime),
             size=stat.st_size,
         )
@@ -156,10 +161,16 @@ class _ReadFile:
         return target
 
     def __call__(self, path: str) -> Iterator[bytes]:
-        yield self._path(path).read_bytes()
+        with self._path(path).open("rb") as fh:
+            while block := fh.read(READ_BLOCK):
+                yield block
 
     async def aio(self, path: str) -> AsyncIterator[bytes]:
-        yield self._path(path).read_bytes()
+        # modal.Volume.read_file yields the file's blocks in order; so does the fake
+        with self._path(path).open("rb") as fh:
+            while block := fh.read(READ_BLOCK):
+                await asyncio.sleep(0)
+                yield block
 
 
 class FakeModalVolumes:
@@ -408,6 +419,56 @@ async def test_artifacts_lists_what_the_agent_wrote_under_results(backend: Backe
     backend.agent_writes(sid, "results/plots/hr.png", b"\x89PNG")
     backend.agent_writes(sid, "data/not-an-artifact.csv", b"x")
     assert await backend.store.artifacts(sid) == ["results/plots/hr.png", "results/summary.json"]
+
+
+@pytest.mark.anyio
+async def test_artifacts_are_listed_with_sizes_and_stream_any_range(backend: Backend) -> None:
+    sid = new_session()
+    await backend.store.create(sid, CONTEXT)
+    big = os.urandom(2 * READ_BLOCK + 12_345)
+    backend.agent_writes(sid, "results/summary.json", b'{"files": []}')
+    backend.agent_writes(sid, "results/plots/big.bin", big)
+    backend.agent_writes(sid, "results/.report.md.tmp", b"half written")
+    backend.agent_writes(sid, "data/x.csv", b"a\n1\n")
+    files = await backend.store.artifact_files(sid)
+    assert [(a.path, a.size) for a in files] == [("plots/big.bin", len(big)), ("summary.json", 13)]
+    assert files[0].volume_path == "results/plots/big.bin"
+    reader = await backend.store.open_artifact(sid, "plots/big.bin")
+    try:
+        assert reader.artifact.size == len(big)
+        assert b"".join([c async for c in reader.chunks()]) == big
+        # ranges inside one block, across blocks, at the very end
+        for start, end in [(0, 1), (10, READ_BLOCK + 10), (READ_BLOCK, 2 * READ_BLOCK + 1),
+                           (len(big) - 7, len(big))]:
+            assert b"".join([c async for c in reader.chunks(start, end)]) == big[start:end]
+    finally:
+        await reader.close()
+    for missing in ("nothing.json", "plots", ".report.md.tmp", "x.csv"):
+        with pytest.raises(NotFound):
+            await backend.store.open_artifact(sid, missing)
+
+
+@pytest.mark.anyio
+async def test_a_symlink_in_results_is_no_artifact(backend: Backend, tmp_path: Path) -> None:
+    """Whatever a link points to (out of the volume, into data/), it is not listed or
+    served. Modal Volumes keep symlinks as their own entry type."""
+    if os.environ.get("MODAL_TOKEN_ID") and not isinstance(backend.store, LocalVolumeStore):
+        pytest.skip("a symlink is made inside a mounted volume, not from here")
+    sid = new_session()
+    await backend.store.create(sid, CONTEXT)
+    backend.agent_writes(sid, "results/summary.json", b"{}")
+    backend.agent_writes(sid, "data/x.csv", b"secret,data\n")
+    store = backend.store
+    root = store.path(sid) if isinstance(store, LocalVolumeStore) else store.volume(sid).root
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside")
+    (root / "results" / "out.txt").symlink_to(outside)
+    (root / "results" / "in-data.csv").symlink_to(root / "data" / "x.csv")
+    (root / "results" / "folder").symlink_to(root / "data")
+    assert [a.path for a in await store.artifact_files(sid)] == ["summary.json"]
+    for path in ("out.txt", "in-data.csv", "folder/x.csv"):
+        with pytest.raises(NotFound):
+            await store.open_artifact(sid, path)
 
 
 @pytest.mark.anyio

@@ -22,6 +22,7 @@ def links(session_id: str) -> dict[str, str]:
         "run": f"{base}/run",
         "ws": f"{base}/ws",
         "events": f"{base}/events",
+        "artifacts": f"{base}/artifacts",
     }
 
 
@@ -45,7 +46,8 @@ async def create_session(request: Request, workspace: WorkspaceDep) -> JSONRespo
 
 @router.get("/{session_id}", response_model=SessionPublic)
 async def get_session(session: SessionDep, workspace: WorkspaceDep) -> dict[str, Any]:
-    return await workspace.session_view(session.session_id)
+    view = await workspace.session_view(session.session_id)
+    return {**view, "links": links(session.session_id)}
 
 
 @router.post("/{session_id}/run", status_code=202, response_model=RunAccepted)

@@ -149,6 +149,7 @@ class _Run:
             with Heartbeat(self.log, f"profiling {rel}", progress):
                 source, rows, columns = self._read_table(con, rel, path, fmt, exact)
                 entry.update(rows=rows, columns=columns, exact=exact)
+                entry["duplicate_rows"] = profiling.duplicate_rows(source)
                 self.rows_so_far += rows
                 self._relate(source, entry)
         except duckdb.Error as exc:
@@ -181,6 +182,8 @@ class _Run:
                 reason = profiling.clean_error(exc, path, rel)
                 self.log.warning(f"{rel}: counting rows and nulls only ({reason})")
                 rows, columns = profiling.profile_columns(source, minimal=True)
+            else:
+                self._details(source, rel, columns)
             return source, rows, columns
         except duckdb.Error as exc:
             if source is not None:
@@ -194,7 +197,21 @@ class _Run:
         except duckdb.Error:
             source.drop()
             raise
+        self._details(source, rel, columns)
         return source, rows, columns
+
+    def _details(
+        self, source: profiling.TableSource, rel: str, columns: list[dict[str, Any]]
+    ) -> None:
+        """Histograms and top counts (a second pass when streamed); a failure costs only
+        the pictures, never the file's profile."""
+        what = "histograms and top values" + ("" if source.exact else " (a second read)")
+        self.log.debug(f"{rel}: computing {what}")
+        try:
+            profiling.profile_details(source, columns)
+        except duckdb.Error as exc:
+            reason = profiling.clean_error(exc, source.path, rel)
+            self.log.warning(f"{rel}: no histograms or top values ({reason})")
 
     def _relate(self, source: profiling.TableSource, entry: dict[str, Any]) -> None:
         for column in entry["columns"]:

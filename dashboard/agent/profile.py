@@ -15,6 +15,14 @@ Tables (CSV, TSV, ``.csv.gz``, Parquet, JSON, JSONL) are profiled with DuckDB:
 ``std`` is always the *sample* standard deviation (``stddev_samp``, divisor n - 1), as
 ``statistics.stdev``; it is ``None`` for fewer than two values. Empty CSV cells are nulls.
 
+A second, cheap step adds the pictures' numbers (:func:`profile_details`): an exact
+equal-width histogram of every numeric and date/time column (bin edges from the first pass's
+min and max, at most :data:`HISTOGRAM_BINS` bins) and the exact counts of the most frequent
+values of every text column (for a streamed file, of the candidates ``approx_top_k`` found:
+the set may miss a value, the counts are exact). On a temp table it is a scan of columns in
+memory; on a streamed file it is a second read of the file. The exact profile also counts
+the duplicate rows (``duplicate_rows``); a streamed one does not (``None``).
+
 Other files get their size, a detected type (magic bytes, then the file name) and sha256.
 """
 
@@ -38,8 +46,12 @@ MEMORY_LIMIT = "512MB"
 """DuckDB's memory limit: streamed aggregates are bounded; the rest spills to disk."""
 EXACT_MAX_BYTES = 64 * 1024 * 1024
 """Files up to this size (a quarter of it when compressed) are profiled exactly."""
-TOP_K = 5
-"""How many most frequent values are reported per text column."""
+TOP_K = 10
+"""How many most frequent values are reported per text or boolean column (``top``)."""
+GROUP_TOP_K = 5
+"""How many most frequent values are reported per group of a group table."""
+HISTOGRAM_BINS = 20
+"""At most this many bins per histogram (numeric and date/time columns)."""
 MAX_GROUPS = 100
 """At most this many groups (the largest) are reported per group table."""
 MAX_TEXT = 200
@@ -293,6 +305,8 @@ class TableSource:
     exact: bool
     relation: str = ""
     columns: list[Column] = field(default_factory=list)
+    hints: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """What the first pass found for the second: date/time ranges, top candidates."""
     _temp: str | None = None
 
     def drop(self) -> None:
@@ -391,6 +405,7 @@ def _stats_query(source: TableSource, *, minimal: bool = False) -> tuple[str, li
         add(i, "non_null", f"count({q})")
         if minimal:
             continue
+        distinct = f"count(DISTINCT {q})" if source.exact else f"approx_count_distinct({q})"
         if col.kind == "numeric":
             add(i, "min", f"min({q})")
             add(i, "max", f"max({q})")
@@ -398,15 +413,21 @@ def _stats_query(source: TableSource, *, minimal: bool = False) -> tuple[str, li
             add(i, "std", f"stddev_samp({q})")
             quantile = "quantile_cont" if source.exact else "approx_quantile"
             add(i, "quartiles", f"{quantile}({q}, [0.25, 0.5, 0.75])")
+            add(i, "distinct", distinct)
         elif col.kind in ("text", "temporal"):
             # temporal values as text: a TIMESTAMPTZ would need pytz on the Python side
             cast = "::VARCHAR" if col.kind == "temporal" else ""
             add(i, "min", f"min({q}){cast}")
             add(i, "max", f"max({q}){cast}")
-            distinct = f"count(DISTINCT {q})" if source.exact else f"approx_count_distinct({q})"
             add(i, "distinct", distinct)
             if col.kind == "text" and not source.exact:
                 add(i, "top", f"approx_top_k({q}, {TOP_K})")
+            units = temporal_units(col.type) if col.kind == "temporal" else None
+            if units is not None:
+                quantile = "quantile_disc" if source.exact else "approx_quantile"
+                add(i, "quartiles", f"{quantile}({q}, [0.25, 0.5, 0.75])::VARCHAR[]")
+                add(i, "lo", f"min({units.sql(q)})")
+                add(i, "hi", f"max({units.sql(q)})")
         elif col.kind == "boolean":
             add(i, "true", f"count_if({q})")
     return f"SELECT {', '.join(exprs)} FROM {source.relation}", slots
@@ -426,9 +447,14 @@ def _empty_column(col: Column) -> dict[str, Any]:
         "q25": None,
         "q50": None,
         "q75": None,
+        "quantiles": None,
         "distinct": None,
         "distinct_exact": None,
+        "distinct_approx": None,
         "top_values": [],
+        "top": None,
+        "top_approx": None,
+        "histogram": None,
     }
 
 
@@ -446,6 +472,10 @@ def profile_columns(
         raise RuntimeError("the aggregate query returned no row")
     rows = int(row[0])
     columns = [_empty_column(col) for col in source.columns]
+    source.hints = {}
+
+    def hints(column: int) -> dict[str, Any]:
+        return source.hints.setdefault(column, {})
     for slot, value in zip(slots, row, strict=True):
         if slot.column < 0:
             continue
@@ -456,26 +486,200 @@ def profile_columns(
         elif slot.key == "quartiles":
             quartiles = list(value) if value is not None else [None, None, None]
             entry["q25"], entry["q50"], entry["q75"] = (jsonable(v) for v in quartiles)
+            if value is not None:
+                entry["quantiles"] = {k: entry[k] for k in ("q25", "q50", "q75")}
         elif slot.key == "distinct":
             entry["distinct"] = int(value)
             entry["distinct_exact"] = source.exact
+            entry["distinct_approx"] = not source.exact
         elif slot.key == "top":
             entry["top_values"] = [{"value": jsonable(v), "count": None} for v in value or []]
+            hints(slot.column)["candidates"] = [v for v in value or [] if v is not None]
         elif slot.key == "true":
             true = int(value)
             false = entry["non_null"] - true
             tops = [{"value": True, "count": true}, {"value": False, "count": false}]
             tops.sort(key=lambda t: -int(t["count"]))
             entry["top_values"] = [t for t in tops if t["count"]]
+            entry["top"] = entry["top_values"]
+            entry["top_approx"] = False
             entry["distinct"] = len(entry["top_values"])
             entry["distinct_exact"] = True
+            entry["distinct_approx"] = False
+        elif slot.key in ("lo", "hi"):
+            hints(slot.column)[slot.key] = value
         else:
             entry[slot.key] = jsonable(value)
     if source.exact:
         for i, col in enumerate(source.columns):
             if col.kind == "text" and columns[i]["non_null"]:
                 columns[i]["top_values"] = top_values(source, col.name)
+                columns[i]["top"] = columns[i]["top_values"]
+                columns[i]["top_approx"] = False
     return rows, columns
+
+
+# -- the pictures' numbers: histograms and top counts ----------------------------------------
+@dataclass(frozen=True)
+class TemporalUnits:
+    """How a date/time column is binned: as whole days or microseconds since the epoch."""
+
+    edges_type: str  # "date", "timestamp" or "time"
+    expr: str  # SQL of the integer value, "{q}" for the column
+    aware: bool = False
+
+    def sql(self, q: str) -> str:
+        return self.expr.format(q=q)
+
+    def edge(self, value: int) -> str:
+        """An edge as an ISO 8601 string."""
+        if self.edges_type == "date":
+            return (dt.date(1970, 1, 1) + dt.timedelta(days=value)).isoformat()
+        moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=value)
+        if self.edges_type == "time":
+            # the last edge of a bin holding 23:59:59.999999 is midnight of the next day
+            return "24:00:00" if value >= 86_400_000_000 else moment.time().isoformat()
+        if self.aware:
+            return moment.replace(tzinfo=dt.UTC).isoformat()
+        return moment.isoformat()
+
+
+def temporal_units(duck_type: str) -> TemporalUnits | None:
+    """The binning of a DATE, TIME or TIMESTAMP type; ``None`` for others (INTERVAL...)."""
+    base = duck_type.upper()
+    if base == "DATE":
+        return TemporalUnits("date", "({q} - DATE '1970-01-01')")
+    if base.startswith("TIMESTAMP"):
+        aware = "TIME ZONE" in base or base == "TIMESTAMPTZ"
+        return TemporalUnits("timestamp", "epoch_us({q})", aware)
+    if base == "TIME":
+        return TemporalUnits("time", "epoch_us({q})")
+    return None
+
+
+_INTEGER_TYPES = frozenset(t for t in NUMERIC_TYPES if t not in ("FLOAT", "DOUBLE", "REAL"))
+
+
+@dataclass
+class _Bins:
+    """Equal-width bins over [lo, hi]: integer steps for integers, else float steps."""
+
+    lo: float | int
+    width: float | int
+    count: int
+    integer: bool
+
+    @classmethod
+    def over(cls, lo: Any, hi: Any, integer: bool) -> _Bins | None:
+        if lo is None or hi is None:
+            return None
+        if integer:
+            lo, hi = int(lo), int(hi)
+            span = hi - lo + 1
+            width = -(-span // min(HISTOGRAM_BINS, span))
+            return cls(lo, width, -(-span // width), True)
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        if hi <= lo:
+            return cls(lo, 0.0, 1, False)
+        return cls(lo, (hi - lo) / HISTOGRAM_BINS, HISTOGRAM_BINS, False)
+
+    def sql(self, value: str) -> str:
+        """The bin index of ``value`` (0 .. count - 1)."""
+        if self.integer:
+            return f"(({value})::HUGEINT - ({int(self.lo)})) // {int(self.width)}"
+        if self.width == 0:
+            return "0"
+        return (
+            f"least(floor((({value})::DOUBLE - ({self.lo!r})) / {self.width!r})::BIGINT, "
+            f"{self.count - 1})"
+        )
+
+    def edges(self, hi: Any) -> list[Any]:
+        if self.integer:
+            return [int(self.lo) + i * int(self.width) for i in range(self.count + 1)]
+        if self.width == 0:
+            return [self.lo, self.lo]
+        edges = [self.lo + i * self.width for i in range(self.count)]
+        return [*edges, float(hi)]
+
+
+def profile_details(source: TableSource, columns: list[dict[str, Any]]) -> None:
+    """Add ``histogram`` (numeric, date/time) and ``top`` (text) to the columns that
+    :func:`profile_columns` returned, in one more aggregate query over the source.
+
+    Histogram bins are ``[edges[i], edges[i + 1])``; a float histogram's last bin also holds
+    its upper edge (the maximum). Integer, date and time bins are whole steps (an integer
+    column of 5 values gets 5 bins of width 1).
+    """
+    exprs: list[str] = []
+    jobs: list[tuple[int, str, Any]] = []
+    for i, (col, entry) in enumerate(zip(source.columns, columns, strict=True)):
+        q = quote_ident(col.name)
+        hint = source.hints.get(i, {})
+        lo, hi, candidates = hint.get("lo"), hint.get("hi"), hint.get("candidates")
+        if not entry["non_null"]:
+            continue
+        if col.kind == "numeric":
+            integer = col.type.upper() in _INTEGER_TYPES and col.type.upper() != "UHUGEINT"
+            bins = _Bins.over(entry["min"], entry["max"], integer)
+            if bins is not None:
+                exprs.append(f"histogram({bins.sql(q)}) FILTER (WHERE {q} IS NOT NULL)")
+                jobs.append((i, "histogram", (bins, entry["max"], None)))
+        elif col.kind == "temporal":
+            units = temporal_units(col.type)
+            bins = _Bins.over(lo, hi, True) if units is not None else None
+            if bins is not None and units is not None:
+                exprs.append(
+                    f"histogram({bins.sql(units.sql(q))}) FILTER (WHERE {q} IS NOT NULL)"
+                )
+                jobs.append((i, "histogram", (bins, hi, units)))
+        elif col.kind == "text" and candidates:
+            values = ", ".join(quote_literal(str(v)) for v in candidates)
+            exprs.append(f"histogram({q}::VARCHAR) FILTER (WHERE {q}::VARCHAR IN ({values}))")
+            jobs.append((i, "top", None))
+    if not exprs:
+        return
+    row = source.con.execute(f"SELECT {', '.join(exprs)} FROM {source.relation}").fetchone()
+    if row is None:
+        return
+    for (i, key, extra), value in zip(jobs, row, strict=True):
+        found: dict[Any, int] = dict(value or {})
+        entry = columns[i]
+        if key == "histogram":
+            bins, hi, units = extra
+            edges = bins.edges(hi)
+            counts = [int(found.get(b, 0)) for b in range(bins.count)]
+            try:
+                shown = [units.edge(e) for e in edges] if units is not None else edges
+            except (OverflowError, ValueError):  # a date beyond Python's years 1..9999
+                continue
+            entry["histogram"] = {
+                "edges": shown,
+                "counts": counts,
+                "edges_type": units.edges_type if units is not None else "number",
+            }
+        else:
+            ordered = sorted(found.items(), key=lambda kv: (-int(kv[1]), kv[0]))
+            entry["top"] = [{"value": jsonable(v), "count": int(n)} for v, n in ordered[:TOP_K]]
+            entry["top_values"] = entry["top"]
+            entry["top_approx"] = True
+
+
+def duplicate_rows(source: TableSource) -> int | None:
+    """Rows equal to an earlier row, for an exact (loaded) table; ``None`` when streamed or
+    when a column type cannot be compared."""
+    if not source.exact:
+        return None
+    try:
+        row = source.con.execute(
+            f"SELECT (SELECT count(*) FROM {source.relation}) - "
+            f"(SELECT count(*) FROM (SELECT DISTINCT * FROM {source.relation}))"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    return int(row[0]) if row is not None else None
 
 
 def top_values(source: TableSource, column: str, k: int = TOP_K) -> list[dict[str, Any]]:
@@ -493,8 +697,8 @@ def group_stats(source: TableSource, target: Column | None, groups: list[Column]
     """The target's distribution per group (the combination of the group columns).
 
     Numeric target: count, nulls, mean, sample std, min, max and median per group. Other
-    target: the most frequent values per group. No target: group sizes. The largest
-    :data:`MAX_GROUPS` groups are kept.
+    target: the most frequent values per group (:data:`GROUP_TOP_K`). No target: group
+    sizes. The largest :data:`MAX_GROUPS` groups are kept.
     """
     con = source.con
     plain = ("numeric", "text", "boolean")
@@ -557,7 +761,7 @@ def group_stats(source: TableSource, target: Column | None, groups: list[Column]
         f"GROUP BY ALL), "
         f"r AS (SELECT *, sum(n) OVER (PARTITION BY {keys}) AS total, "
         f"row_number() OVER (PARTITION BY {keys} ORDER BY n DESC, v NULLS LAST) AS rk FROM c) "
-        f"SELECT {keys}, v, n, total FROM r WHERE rk <= {TOP_K} "
+        f"SELECT {keys}, v, n, total FROM r WHERE rk <= {GROUP_TOP_K} "
         f"ORDER BY total DESC, {order_groups}, n DESC, v NULLS LAST"
     )
     cursor = con.execute(sql)

@@ -88,9 +88,11 @@ def render(summary: dict[str, Any]) -> str:
         mode = (
             "exact"
             if f.get("exact")
-            else "streamed; quartiles, distinct counts and top values are approximate"
+            else "streamed; quartiles, distinct counts and the set of top values are approximate"
         )
         shape = f"{f['rows']:,} rows, {len(f['columns'])} columns ({mode})."
+        if f.get("duplicate_rows") is not None:
+            shape += f" {f['duplicate_rows']:,} duplicate rows."
         lines += [f"## `{f['path']}`", "", shape, ""]
         lines += table(
             [

@@ -1,7 +1,8 @@
 """The command-line client: runs on the researcher's machine, talks to a dashboard over HTTP/tus/WS.
 It may import httpx, websockets, rich and the pure rules (config, context, errors, paths) only.
 
-``dashboard/cli.py`` parses the arguments and calls :func:`run_upload` or :func:`run_follow`.
+``dashboard/cli.py`` parses the arguments and calls :func:`run_upload`, :func:`run_follow`
+or :func:`run_results`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dashboard.client.command import UploadOptions, parse_size, run_follow, run_upload
+    from dashboard.client.results import run_results
     from dashboard.client.state import default_state_path
 
-__all__ = ["UploadOptions", "default_state_path", "parse_size", "run_follow", "run_upload"]
+__all__ = [
+    "UploadOptions",
+    "default_state_path",
+    "parse_size",
+    "run_follow",
+    "run_results",
+    "run_upload",
+]
 
 _HOMES = {
     "UploadOptions": "command",
     "parse_size": "command",
     "run_follow": "command",
     "run_upload": "command",
+    "run_results": "results",
     "default_state_path": "state",
 }
 

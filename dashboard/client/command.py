@@ -35,6 +35,7 @@ from dashboard.client.http import (
 )
 from dashboard.client.limits import fetch_upload_limit, oversize_message
 from dashboard.client.output import Output, UploadProgress
+from dashboard.client.results import print_outcome
 from dashboard.client.state import StateEntry, StateStore, state_key
 from dashboard.client.stored import wait_until_stored
 from dashboard.client.upload import LocalFile, Uploader
@@ -240,6 +241,12 @@ class UploadCommand:
             return EXIT_OK
         code = _follow(api, self.out, entry.session_id, entry.links["ws"], uploads=False)
         self.store.drop(key)  # the outcome has been reported: a re-run starts afresh
+        try:
+            print_outcome(
+                api, self.out, entry.session_id, state="succeeded" if code == EXIT_OK else None
+            )
+        except ClientError as exc:  # the run's outcome stands; only the table is missing
+            self.out.error(f"could not read the results: {exc}")
         return code
 
     def _upload_all(
@@ -341,7 +348,7 @@ def run_lanes(
         raise failures[0]
 
 
-def _guard(out: Output, body: Callable[[], int], interrupted: str) -> int:
+def guard(out: Output, body: Callable[[], int], interrupted: str) -> int:
     try:
         return body()
     except ClientError as exc:
@@ -360,7 +367,7 @@ def run_upload(options: UploadOptions, out: Output | None = None) -> int:
 
         store = StateStore(default_state_path())
     command = UploadCommand(options, out, store)
-    return _guard(
+    return guard(
         out, command.run, "interrupted; re-run the same command to resume where it stopped."
     )
 
@@ -382,6 +389,6 @@ def run_follow(session_id: str, url: str | None, out: Output | None = None) -> i
         finally:
             api.close()
 
-    return _guard(
+    return guard(
         out, body, f"interrupted; follow again with `python -m dashboard follow {session_id}`."
     )
