@@ -62,6 +62,11 @@ def volume_by_name(name: str) -> Any:
     return modal.Volume.from_name(name, create_if_missing=True)
 
 
+def function_call_by_id(call_id: str) -> Any:
+    """The cloud seam for re-attaching to a run after a restart (the id is in its record)."""
+    return modal.FunctionCall.from_id(call_id)
+
+
 # -- the agent ---------------------------------------------------------------------------
 @app.function(cpu=2.0, memory=4096, timeout=4 * 3600)
 def run_agent_remotely(
@@ -126,7 +131,10 @@ def build_web_app() -> FastAPI:
     return create_app(
         volumes=ModalVolumeStore(volume_by_name, staging_volume=STAGING_VOLUME),
         launcher=ModalAgentLauncher(
-            cast(AgentFunctionLike, run_agent_remotely), volume_by_name, mount_path=AGENT_MOUNT
+            cast(AgentFunctionLike, run_agent_remotely),
+            volume_by_name,
+            mount_path=AGENT_MOUNT,
+            function_call=function_call_by_id,
         ),
         public_url_resolver=public_url,
     )
@@ -139,8 +147,14 @@ def build_web_app() -> FastAPI:
     # container must hold it, so it never scales to zero and never scales out.
     min_containers=1,
     max_containers=1,
-    scaledown_window=15 * 60,  # only matters while a redeploy replaces the container
-    timeout=60 * 60,  # per request; long WebSocket/SSE streams resume from their last seq
+    # Not placed on a preemptible instance: a preemption would drop every open feed and
+    # upload at once. Runs survive it anyway (their FunctionCall ids are in the session
+    # records and the next container re-attaches), but uploads and viewers reconnect.
+    nonpreemptible=True,
+    # With min_containers=1 the container is never idle-scaled away; this is how long an
+    # idle container above that minimum would wait, so it has no effect in this shape.
+    scaledown_window=15 * 60,
+    timeout=60 * 60,  # per input: a WebSocket/SSE stream is cut after this and resumes
 )
 @modal.concurrent(max_inputs=1000)  # every open WebSocket/SSE stream is one input
 @modal.asgi_app()

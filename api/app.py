@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api import access_log, problems
+from api.heartbeats import Heartbeats
 from api.method_override import MethodOverride
 from api.routes import (
     artifacts,
@@ -82,6 +83,7 @@ def create_app(
     app.state.settings = settings
     app.state.frames = FrameCache()
     app.state.send_deadlines = SendDeadlines(streams.SEND_DEADLINE_S)
+    app.state.heartbeats = Heartbeats(streams.HEARTBEAT_S)
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.state.public_url_resolver = public_url_resolver
     problems.install(app)

@@ -6,8 +6,11 @@ needs the socket to drain, which it never will: the server would hold the socket
 bytes buffered for it until the peer goes away. Where the server exposes the connection's
 transport (uvicorn does: the ``send`` it hands the app is a method of an object with a
 ``transport``), the app keeps it in the scope, and a cut-off viewer's transport is
-aborted. Elsewhere (another ASGI server) nothing is kept and the server's own close
-applies.
+aborted. Elsewhere nothing is kept and the server's own close applies: under Modal's
+ASGI runtime (``modal._runtime.asgi``) ``send`` is a plain function that queues messages
+for Modal's proxy, so a cut-off viewer gets its close frame (or the end of its response)
+queued within a bound, the app's side of it ends at once (its subscription is gone), and
+Modal's proxy ends the client's connection (tests/test_modal_runtime.py).
 """
 
 from __future__ import annotations
@@ -55,8 +58,16 @@ def abort_connection(scope: MutableMapping[str, Any]) -> bool:
     return True
 
 
+END_WAIT_S = 1.0  # how long the end of a cut-off viewer's response may take to go out
+
+
 class FeedResponse(EventSourceResponse):
-    """An SSE response whose viewer is dropped at once when a send passes the deadline."""
+    """An SSE response whose viewer is dropped at once when a send passes the deadline.
+
+    Without a transport (Modal's ASGI runtime, whose ``send`` queues messages for Modal's
+    proxy), the response is ended the ASGI way instead, within ``END_WAIT_S``: Modal then
+    ends the input and closes the client's connection itself.
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -66,3 +77,7 @@ class FeedResponse(EventSourceResponse):
                 # let the server see the connection lost before the response "returns
                 # unfinished", which it would otherwise log as an error
                 await asyncio.sleep(0)
+            else:
+                end = {"type": "http.response.body", "body": b"", "more_body": False}
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(send(end), END_WAIT_S)

@@ -70,11 +70,13 @@ Item = Event | Reset
 
 
 class HistoryArchive(Protocol):
-    """Where finished sessions' histories go (``dashboard/event_archive.py``)."""
+    """Where sessions' histories go (``dashboard/event_archive.py``)."""
 
     def has(self, session_id: str) -> bool: ...
 
     def write(self, session_id: str, events: Iterable[Event]) -> None: ...
+
+    def append(self, session_id: str, events: Iterable[Event]) -> None: ...
 
     def read(self, session_id: str) -> list[Event]: ...
 
@@ -146,6 +148,10 @@ class Subscription:
     def has_pending(self) -> bool:
         return bool(self._pending)
 
+    def nudge(self) -> None:
+        """Wake a waiting ``next_batch`` with nothing (``[]``): time for a heartbeat."""
+        self._wake.set()
+
     def interrupt(self) -> None:
         """Wake a waiting ``next_batch`` for good (the viewer went away)."""
         self.closed = True
@@ -183,6 +189,7 @@ class EventHub:
         self._client_sessions: dict[str, list[str]] = {}
         self._client_subscribers: dict[str, set[Subscription]] = {}
         self._subscription_keys: dict[Subscription, tuple[str, str]] = {}
+        self._unsaved: dict[str, list[Event]] = {}  # published, not yet in the archive
 
     def _take_block(self) -> None:
         self._reserved = self._seq + SEQ_BLOCK
@@ -251,6 +258,8 @@ class EventHub:
                 feed.ended_at = None
         history = feed.history
         history.extend(events)
+        if self._archive is not None:
+            self._unsaved.setdefault(session_id, []).extend(events)
         while len(history) > self._history_limit:
             feed.evicted_upto = history.popleft().seq
         for sub in feed.subscribers:
@@ -267,14 +276,41 @@ class EventHub:
         return feed.history
 
     def _restore(self, feed: _SessionFeed) -> None:
-        feed.history = deque(self._history(feed))
+        history = deque(self._history(feed))
+        while len(history) > self._history_limit:
+            feed.evicted_upto = history.popleft().seq
+        feed.history = history
         feed.archived = False
 
+    def flush_history(self) -> int:
+        """Append every event published since the last call to its session's archive.
+
+        Called about once a second (and at shutdown), so each session's archive is its
+        whole history, written as it happens: a restart, even a crash, replays it.
+        Returns how many events were written.
+        """
+        if self._archive is None or not self._unsaved:
+            return 0
+        unsaved, self._unsaved = self._unsaved, {}
+        written = 0
+        for session_id, events in unsaved.items():
+            try:
+                self._archive.append(session_id, events)
+            except OSError:
+                # keep them (in order, before newer ones) for the next flush
+                later = self._unsaved.get(session_id, [])
+                self._unsaved[session_id] = events + later
+                raise
+            written += len(events)
+        return written
+
     def archive_finished(self, idle_s: float, *, followed_too: bool = False) -> int:
-        """Move histories of sessions ended ``idle_s`` ago and followed by nobody (or, with
-        ``followed_too``, by anyone: at shutdown) to disk."""
+        """Drop from memory the histories of sessions ended ``idle_s`` ago and followed by
+        nobody (or, with ``followed_too``, by anyone: at shutdown); their archive already
+        holds them (``flush_history``)."""
         if self._archive is None:
             return 0
+        self.flush_history()
         cutoff = time.monotonic() - idle_s
         moved = 0
         for feed in self._feeds.values():
@@ -283,14 +319,15 @@ class EventHub:
                 continue
             if feed.subscribers and not followed_too:
                 continue
-            self._archive.write(feed.session_id, feed.history)
+            if not self._archive.has(feed.session_id):  # its history predates the archive
+                self._archive.write(feed.session_id, feed.history)
             feed.history = deque()
             feed.archived = True
             moved += 1
         return moved
 
     def adopt_archive(self, session_id: str) -> bool:
-        """After a restart: serve a finished session's replay from its archive, if any."""
+        """After a restart: serve a session's replay from its archive, if any."""
         if self._archive is None or not self._archive.has(session_id):
             return False
         feed = self._feed(session_id)

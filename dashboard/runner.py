@@ -14,7 +14,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from dashboard.storage import read_json, write_json_atomic
 
@@ -39,6 +39,23 @@ class AgentJob:
 class AgentLauncher(Protocol):
     async def run(self, job: AgentJob) -> dict[str, Any]:
         """Run the agent to its end; return its result dict or raise AgentFailure."""
+
+
+@runtime_checkable
+class DetachedLauncher(Protocol):
+    """A launcher whose runs live outside the web process (Modal Functions).
+
+    Such a run outlasts the web container: ``start`` returns a handle (the FunctionCall
+    id) that the workspace stores with the session before it waits, and ``wait`` collects
+    the outcome, also from a later container after a restart. Cancelling ``wait`` (the web
+    container stops) must leave the run alone.
+    """
+
+    async def start(self, job: AgentJob) -> str:
+        """Start the run; its handle, or AgentFailure if it could not start."""
+
+    async def wait(self, job: AgentJob, handle: str) -> dict[str, Any]:
+        """The run's result dict, or AgentFailure; ``job.timeout`` is the time left."""
 
 
 def _signal_name(number: int) -> str:

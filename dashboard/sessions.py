@@ -41,6 +41,7 @@ class RunRecord:
     error: str | None = None
     started: float | None = None
     finished: float | None = None
+    call_id: str | None = None  # a detached run's handle (Modal FunctionCall id), never public
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state}
@@ -59,6 +60,8 @@ class SessionRecord:
     created: float = field(default_factory=time.time)
     run: RunRecord | None = None
     summary: dict[str, Any] | None = None
+    # the file list, kept here once the run starts and the upload records are cleaned up
+    files: list[dict[str, Any]] | None = None
 
     @property
     def volume_name(self) -> str:

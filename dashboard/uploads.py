@@ -30,6 +30,7 @@ import errno
 import hashlib
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -51,7 +52,7 @@ from dashboard.errors import (
 )
 from dashboard.paths import clean_relative_path
 from dashboard.storage import read_json, write_json_atomic
-from dashboard.volumes import VolumeStore
+from dashboard.volumes import VolumeStore, file_sha256
 
 UPLOAD_ID_LEN = 32
 SYNC_MODES = ("complete", "chunk")
@@ -60,10 +61,12 @@ KICK_STEP = 8 * 1024 * 1024  # start writeback every this many bytes (see Writeb
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
 PARTIAL = "partial"
 FINAL = "final"
+PUBLISH_ATTEMPTS = 4  # a failing publish is retried this often (1, 2, 4 s apart)
 
 # One line per upload (created, completed, terminated, expired): the access log's view of
 # tus, whose PATCH and HEAD requests api/access_log.py keeps out of uvicorn's access log.
 access_log = logging.getLogger("dashboard.access")
+logger = logging.getLogger("dashboard")
 
 
 def storage_error(exc: OSError, *, resumable: bool = True) -> Exception:
@@ -116,6 +119,7 @@ class UploadRecord:
     done: bool = False
     concat: str = ""  # "", "partial" or "final"
     parts: list[str] = field(default_factory=list)  # a final upload's partials, in order
+    sha256: str | None = None  # of the complete file, saved before it is published
     offset: int = 0  # refreshed from the .part file size, never trusted from the record
 
     @property
@@ -243,6 +247,9 @@ class UploadManager:
         self.writer = writer or FileWriter()
         self._sessions: dict[str, _SessionUploads] = {}
         self._busy: set[str] = set()
+        # uploads whose bytes are all in, being published in the background
+        self._publishing: dict[str, asyncio.Task[None]] = {}
+        self.on_publish_failed: Callable[[UploadRecord, str], None] | None = None
         self._root.mkdir(parents=True, exist_ok=True)
 
     # -- records -------------------------------------------------------------------
@@ -294,7 +301,27 @@ class UploadManager:
         )
 
     def unfinished(self, session_id: str) -> list[UploadRecord]:
-        return [r for r in self.records(session_id) if not r.done]
+        """Uploads still waiting for bytes (not those whose bytes are in, being published)."""
+        return [r for r in self.records(session_id) if not r.done and not self.is_publishing(r)]
+
+    def publishing(self, session_id: str) -> list[UploadRecord]:
+        """Uploads whose every byte is in, being stored in the session's volume."""
+        return [r for r in self.records(session_id) if not r.done and self.is_publishing(r)]
+
+    def is_publishing(self, record: UploadRecord) -> bool:
+        return record.upload_id in self._publishing
+
+    async def wait_published(self, session_id: str) -> None:
+        """Until no upload of the session is being published (each ends done or failed)."""
+        while True:
+            tasks = [
+                t
+                for uid, t in self._publishing.items()
+                if self._session(session_id).records.get(uid) is not None
+            ]
+            if not tasks:
+                return
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def partials(self, session_id: str) -> list[UploadRecord]:
         """Partial uploads (concatenation) still waiting for their final upload."""
@@ -360,12 +387,14 @@ class UploadManager:
         self._part(record).touch()
         return record
 
-    def add_complete(self, session_id: str, relative: str, length: int) -> UploadRecord:
-        """Record a file that arrived whole (legacy multipart) and is already published."""
-        record = self._register(
-            session_id, length, relative, "", {"relativePath": relative}, done=True
-        )
-        access_log.info("upload completed (form): %s", self._describe(record))
+    def add_staged(self, session_id: str, relative: str, staged: Path, length: int) -> UploadRecord:
+        """A file that arrived whole (the legacy form), flushed, in the staging area: it
+        becomes an upload whose bytes are all in, and is published like a tus upload's."""
+        self.check_new_path(session_id, relative)
+        record = self._register(session_id, length, relative, "", {"relativePath": relative})
+        os.replace(staged, self._part(record))
+        record.offset = length
+        self._publish_later(record)
         return record
 
     def _register(
@@ -500,6 +529,12 @@ class UploadManager:
             raise Forbidden("A final (concatenated) upload takes no PATCH.")
         if record.upload_id in self._busy:
             raise Locked("Another request is writing to this upload; retry in a moment.")
+        if record.upload_id in self._publishing:
+            raise Conflict(
+                "This upload is complete and being stored in the session's volume; its "
+                "upload event says done when it is.",
+                headers=self.offset_headers(record),
+            )
         if record.done:
             raise Conflict("This upload is already complete.", headers=self.offset_headers(record))
         if offset != record.offset:
@@ -530,9 +565,9 @@ class UploadManager:
         record.length = length
         self._save(record)
 
-    @staticmethod
-    def offset_headers(record: UploadRecord) -> dict[str, str]:
-        offset = record.length if record.done and record.length is not None else record.offset
+    def offset_headers(self, record: UploadRecord) -> dict[str, str]:
+        done = record.done or record.upload_id in self._publishing
+        offset = record.length if done and record.length is not None else record.offset
         return {"Upload-Offset": str(offset)}
 
     async def append(
@@ -670,7 +705,8 @@ class UploadManager:
     async def finish_if_stranded(self, record: UploadRecord) -> bool:
         """Finish an upload whose bytes all arrived but that was never published (the
         server was killed in between); True if it was finished now."""
-        if record.done or not record.complete or record.upload_id in self._busy:
+        busy = record.upload_id in self._busy or record.upload_id in self._publishing
+        if record.done or not record.complete or busy:
             return False
         self._busy.add(record.upload_id)
         try:
@@ -681,12 +717,16 @@ class UploadManager:
 
     # -- completion: flush, then publish ---------------------------------------------
     async def _finish(self, record: UploadRecord) -> None:
-        """The last byte is in: flush the file once, then publish it (a partial upload is
-        only marked complete: its bytes are flushed with the final file they go into)."""
+        """The last byte is in: flush the file once, then publish it in the background (a
+        partial upload is only marked complete: its bytes go with the final file)."""
         if record.partial:
             record.done = True
             self._save(record)
             return
+        await self._flush_complete(record)
+        self._publish_later(record)
+
+    async def _flush_complete(self, record: UploadRecord) -> None:
         if self.sync == "complete":
             try:
                 await asyncio.to_thread(sync_file, self.writer, self._part(record))
@@ -700,22 +740,127 @@ class UploadManager:
                     "The server could not flush the complete file to disk; nothing of it is "
                     "known to be stored, so the upload starts again from byte 0."
                 ) from exc
-        await self._publish(record)
+
+    # -- publishing: into the volume, in the background, idempotent -------------------
+    def _publish_later(self, record: UploadRecord) -> None:
+        """Publish after the last PATCH is answered: a multi-GB ``batch_upload`` on Modal
+        may outlast a request (150 s) and the client's read timeout. ``done`` arrives with
+        the upload event (and the session view); until then HEAD answers the full offset,
+        a PATCH is 409 and ``POST /run`` is 409."""
+        if record.upload_id in self._publishing:
+            return
+        task = asyncio.create_task(self._publish_with_retries(record))
+        self._publishing[record.upload_id] = task
+        task.add_done_callback(lambda _t: self._publishing.pop(record.upload_id, None))
+
+    async def _publish_with_retries(self, record: UploadRecord) -> None:
+        delay = 1.0
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await self._publish(record)
+            except Conflict as exc:  # another file of that name is in the volume: final
+                self._publish_failed(record, str(exc))
+                return
+            except Exception as exc:
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    logger.exception("publishing %s failed", self._describe(record))
+                    self._publish_failed(record, f"{type(exc).__name__}: {exc}")
+                    return
+                logger.warning("publishing %s failed, retrying", self._describe(record))
+                await asyncio.sleep(delay)
+                delay *= 2
+            else:
+                self._on_progress(record)
+                return
+
+    def _publish_failed(self, record: UploadRecord, reason: str) -> None:
+        """Give the bytes back: the client resends the file from byte 0."""
+        with contextlib.suppress(OSError):
+            os.truncate(self._part(record), 0)
+        record.offset = 0
+        record.sha256 = None
+        with contextlib.suppress(OSError):
+            self._save(record)
+        if self.on_publish_failed is not None:
+            self.on_publish_failed(record, reason)
+        self._on_progress(record)
 
     async def _publish(self, record: UploadRecord) -> None:
-        """Move the complete, flushed ``.part`` file into the volume and mark it done."""
-        await self._volumes.publish(record.session_id, record.relative_path, self._part(record))
+        """Move the complete, flushed ``.part`` file into the volume and mark it done.
+
+        Idempotent: the file's sha256 is saved with its record before the move, so when a
+        crash came between the move and ``done`` (the ``.part`` file may be gone already),
+        a volume that holds a file of that name with the same size and sha256 completes
+        the record instead of refusing it. Then the staging area is checkpointed (on
+        Modal: the staging volume committed), removal and ``done`` together.
+        """
+        part = self._part(record)
+        size = record.length or 0
+        if part.exists():
+            if record.sha256 is None:
+                record.sha256 = await asyncio.to_thread(file_sha256, part)
+                self._save(record)
+            try:
+                await self._volumes.publish(record.session_id, record.relative_path, part)
+            except Conflict:
+                if not await self._volumes.holds(
+                    record.session_id, record.relative_path, size, record.sha256
+                ):
+                    raise
+                part.unlink(missing_ok=True)  # the same bytes are stored already
+        elif record.sha256 is None or not await self._volumes.holds(
+            record.session_id, record.relative_path, size, record.sha256
+        ):
+            raise FileNotFoundError(f"the staged file of {self._describe(record)} is gone")
         record.done = True
+        record.offset = size
         self._save(record)
+        await self._volumes.checkpoint()
         elapsed = time.time() - record.created
         access_log.info("upload completed: %s in %.2f s", self._describe(record), elapsed)
+
+    def forget_session(self, session_id: str) -> None:
+        """Remove the session's upload records and leftovers from the staging area."""
+        if any(
+            uid in self._busy or uid in self._publishing
+            for uid in self._session(session_id).records
+        ):
+            return  # still in use: kept (swept by expiry or the next fold)
+        shutil.rmtree(self._dir(session_id), ignore_errors=True)
+        self._sessions[session_id] = _SessionUploads(loaded=True)
+
+    def resume_publishing(self) -> int:
+        """At start-up: publish again every upload whose bytes were all in when the last
+        process stopped (or crashed) before it was marked done; idempotent."""
+        count = 0
+        if not self._root.is_dir():
+            return 0
+        for folder in self._root.iterdir():
+            if not (folder.is_dir() and len(folder.name) == 32):
+                continue
+            for record in list(self._session(folder.name).records.values()):
+                if record.done or record.partial or record.length is None:
+                    continue
+                if record.complete or (record.sha256 and not self._part(record).exists()):
+                    self._publish_later(record)
+                    count += 1
+        return count
+
+    async def stop_publishing(self) -> None:
+        """Shutdown: cancel publishes in flight (the next start resumes them)."""
+        tasks = list(self._publishing.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def close(self) -> None:
         """Nothing runs in the background any more; kept for the workspace's shutdown."""
 
     # -- termination and expiry ----------------------------------------------------
     def terminate(self, record: UploadRecord) -> None:
-        if record.upload_id in self._busy:
+        if record.upload_id in self._busy or record.upload_id in self._publishing:
             raise Locked("This upload is being written; retry the termination in a moment.")
         if record.done and not record.partial:
             raise Conflict("A complete upload cannot be terminated.")
@@ -741,7 +886,9 @@ class UploadManager:
             for folder in self._root.iterdir():
                 if folder.is_dir() and len(folder.name) == 32:
                     for record in list(self._session(folder.name).records.values()):
-                        busy = record.upload_id in self._busy
+                        busy = (
+                            record.upload_id in self._busy or record.upload_id in self._publishing
+                        )
                         stale = not record.done or record.partial
                         if stale and not busy and record.expires < now:
                             self._drop(record)

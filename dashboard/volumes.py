@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,29 @@ CONTEXT_FILE = "context.json"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 DATA_DIR = "data"
 RESULTS_DIR = "results"
+
+
+HASH_BLOCK = 4 * 1024 * 1024
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read in blocks (blocking: call it in a thread)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_matches(path: Path, size: int, sha256: str) -> bool:
+    """Whether the regular file at ``path`` (not a link) has this size and sha256."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        return False
+    return file_sha256(path) == sha256
 
 
 def _exists(name: str, dir_fd: int) -> bool:
@@ -58,8 +82,22 @@ class VolumeStore(Protocol):
     async def has_file(self, session_id: str, relative: str) -> bool:
         """Whether ``data/<relative>`` exists in the session's volume."""
 
+    async def holds(self, session_id: str, relative: str, size: int, sha256: str) -> bool:
+        """Whether ``data/<relative>`` is exactly these bytes (size, then sha256 hex).
+
+        What makes a publish idempotent: a crash after the file reached the volume but
+        before its upload was marked done is completed by this check, never refused.
+        """
+
     async def artifacts(self, session_id: str) -> list[str]:
         """Paths (relative to the volume) of what the agent wrote under ``results/``."""
+
+    async def checkpoint(self) -> None:
+        """Make the server's own files (the data dir: records, histories) outlive a crash.
+
+        Locally they are on disk already; on Modal the staging volume is committed.
+        Never raises: a failed checkpoint is caught up by the next one.
+        """
 
     async def artifact_files(self, session_id: str) -> list[Artifact]:
         """The regular files under ``results/`` (sorted by path; no dot-files, no links)."""
@@ -134,6 +172,10 @@ class LocalVolumeStore:
     async def has_file(self, session_id: str, relative: str) -> bool:
         relative = clean_relative_path(relative)
         return resolve_inside(self.path(session_id) / DATA_DIR, relative).exists()
+
+    async def holds(self, session_id: str, relative: str, size: int, sha256: str) -> bool:
+        target = resolve_inside(self.path(session_id) / DATA_DIR, clean_relative_path(relative))
+        return await asyncio.to_thread(file_matches, target, size, sha256)
 
     async def artifacts(self, session_id: str) -> list[str]:
         return [a.volume_path for a in await self.artifact_files(session_id)]
@@ -214,6 +256,9 @@ class LocalVolumeStore:
             os.close(fd)
             raise not_found(path)
         return LocalArtifactReader(fd, Artifact(path, info.st_size, info.st_mtime))
+
+    async def checkpoint(self) -> None:
+        """Nothing to do: the data dir is a local folder (records are written atomically)."""
 
 
 def _is_servable(info: os.stat_result) -> bool:

@@ -22,7 +22,13 @@ from dashboard.context import validate_context
 from dashboard.errors import Conflict, InvalidInput, Unauthorized
 from dashboard.event_archive import EventArchive
 from dashboard.hub import EventHub
-from dashboard.runner import AgentFailure, AgentJob, AgentLauncher, LocalProcessLauncher
+from dashboard.runner import (
+    AgentFailure,
+    AgentJob,
+    AgentLauncher,
+    DetachedLauncher,
+    LocalProcessLauncher,
+)
 from dashboard.sessions import TERMINAL, RunRecord, SessionRecord, SessionStore, check_session_id
 from dashboard.storage import read_json, write_json_atomic
 from dashboard.uploads import FileWriter, UploadManager, UploadRecord
@@ -37,6 +43,7 @@ LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "trace": "debug"}
 MAX_LOG_MESSAGE_CHARS = 16_384
 RESTART_ERROR = "The run was interrupted by a server restart."
+HISTORY_FLUSH_S = 1.0  # new events reach the archive (and, on Modal, a commit) this often
 RECENT_SESSIONS = 50  # GET /api/sessions lists at most this many
 
 
@@ -80,6 +87,13 @@ class Workspace:
         self._tokens: dict[str, str] = {}
         self._run_tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._persister: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def detached_runs(self) -> bool:
+        """Whether runs live outside this process (Modal) and outlast it."""
+        return isinstance(self.launcher, DetachedLauncher)
 
     # -- lifecycle -----------------------------------------------------------------
     async def startup(self) -> None:
@@ -89,25 +103,56 @@ class Workspace:
             shutil.rmtree(leftover, ignore_errors=True)
         for record in self.sessions.all():
             self._tokens[_token_key(record.log_token)] = record.session_id
-            if record.state in ("queued", "running"):
+            if record.state not in ("queued", "running"):
+                continue
+            run = record.run
+            if self.detached_runs and run is not None and run.call_id:
+                self._reattach(record, run.call_id)
+            else:  # a local child process died with the server (or never started)
                 record.state = "failed"
                 record.run = RunRecord("failed", RESTART_ERROR, finished=time.time())
                 self.sessions.save(record)
+        self.uploads.on_publish_failed = self._publish_failed
+        self.uploads.resume_publishing()  # uploads whose bytes were in, not yet marked done
+        await self.volumes.checkpoint()  # the seq block reserved by the hub, the records
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._persister = asyncio.create_task(self._persist_forever())
 
     async def shutdown(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        """Stop the background work. A detached (Modal) run is not stopped: its record
+        keeps the FunctionCall id and the next container re-attaches to it. A local
+        child-process run is killed with the server, as it cannot outlive it."""
+        self._stopping = True
+        for background in (self._sweeper, self._persister):
+            if background is not None:
+                background.cancel()
         tasks = list(self._run_tasks.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.uploads.stop_publishing()  # the next start resumes them
         # every ended session's log survives a restart (?session= links replay it)
         with contextlib.suppress(OSError):
             self.hub.archive_finished(0.0, followed_too=True)
         await asyncio.to_thread(self.uploads.close)
+        with contextlib.suppress(OSError):
+            self.hub.flush_history()
+        await self.volumes.checkpoint()
+
+    async def _persist_forever(self) -> None:
+        """Append new events to each session's archive and checkpoint, about every second,
+        so a page that re-attaches after a restart (even a crash) replays the log."""
+        while True:
+            await asyncio.sleep(HISTORY_FLUSH_S)
+            try:
+                written = self.hub.flush_history()
+            except OSError:
+                logger.exception("writing event histories failed")
+                continue
+            if written:
+                await self.volumes.checkpoint()
 
     async def _sweep_forever(self) -> None:
         last_upload_sweep = time.monotonic()
@@ -153,7 +198,11 @@ class Workspace:
             "session_id": record.session_id,
             "volume_name": record.volume_name,
             "state": record.state,
-            "files": [u.listing() for u in self.uploads.records(session_id)],
+            "files": (
+                record.files
+                if record.files is not None
+                else [u.listing() for u in self.uploads.records(session_id)]
+            ),
             "run": record.run.public() if record.run else None,
             "artifacts": await self.volumes.artifacts(session_id),
             "summary": record.summary,
@@ -264,20 +313,30 @@ class Workspace:
     def _publish_upload(self, upload: UploadRecord) -> None:
         self.hub.publish(upload.session_id, "upload", upload.public())
 
+    def _publish_failed(self, upload: UploadRecord, reason: str) -> None:
+        message = (
+            f"Storing {upload.relative_path!r} in the session's volume failed ({reason}); "
+            "send the file again."
+        )
+        self.hub.publish(upload.session_id, "log", {"level": "error", "message": message})
+
     async def add_legacy_files(
         self, record: SessionRecord, staged: list[tuple[str, Path, int]]
     ) -> None:
-        """Publish files that arrived whole through the legacy form."""
+        """Files that arrived whole through the legacy form: uploads whose bytes are in,
+        published in the background like a tus upload's last PATCH."""
         if staged and record.state == "created":
             self._set_state(record, "uploading")
         for relative, path, size in staged:
-            self.uploads.check_new_path(record.session_id, relative)
-            await self.volumes.publish(record.session_id, relative, path)
-            upload = self.uploads.add_complete(record.session_id, relative, size)
+            upload = self.uploads.add_staged(record.session_id, relative, path, size)
             self._publish_upload(upload)
 
     # -- runs ----------------------------------------------------------------------
-    def start_run(self, session_id: str, public_url: str) -> SessionRecord:
+    def start_run(
+        self, session_id: str, public_url: str, *, after_publishing: bool = False
+    ) -> SessionRecord:
+        """Queue the run. A file still being stored in the volume is a 409, unless
+        ``after_publishing`` (the legacy form): then the run waits for it."""
         record = self.session(session_id)
         if record.run is not None or session_id in self._run_tasks:
             raise Conflict("This session already has a run.")
@@ -285,13 +344,21 @@ class Workspace:
         if unfinished:
             names = ", ".join(u.relative_path for u in unfinished[:3])
             raise Conflict(f"{len(unfinished)} upload(s) are not finished yet: {names}.")
+        publishing = self.uploads.publishing(session_id)
+        if publishing and not after_publishing:
+            names = ", ".join(u.relative_path for u in publishing[:3])
+            raise Conflict(
+                f"{len(publishing)} file(s) are complete but still being stored in the "
+                f"session's volume: {names}. Start the run once their upload events (or "
+                f"GET /api/sessions/{session_id}) say done."
+            )
         partials = self.uploads.partials(session_id)
         if partials:
             raise Conflict(
                 f"{len(partials)} part(s) of a parallel upload wait for their final upload "
                 "(Upload-Concat: final); finish or terminate them first."
             )
-        if not any(u.done for u in self.uploads.records(session_id)):
+        if not any(u.done or u in publishing for u in self.uploads.records(session_id)):
             raise Conflict("Upload at least one file before starting the run.")
         record.run = RunRecord("queued")
         self._set_state(record, "queued")
@@ -304,24 +371,64 @@ class Workspace:
             agent=self.settings.agent,
             timeout=self.settings.run_timeout,
         )
-        task = asyncio.create_task(self._run(record, job))
-        self._run_tasks[session_id] = task
-        task.add_done_callback(lambda _t: self._run_tasks.pop(session_id, None))
+        self._track(session_id, self._run(record, job))
         return record
 
-    async def _run(self, record: SessionRecord, job: AgentJob) -> None:
+    def _track(self, session_id: str, run: Any) -> None:
+        task = asyncio.create_task(run)
+        self._run_tasks[session_id] = task
+        task.add_done_callback(lambda _t: self._run_tasks.pop(session_id, None))
+
+    def _reattach(self, record: SessionRecord, call_id: str) -> None:
+        """After a restart: collect the outcome of a run that went on without us."""
         assert record.run is not None
-        record.run.state = "running"
-        record.run.started = time.time()
-        self._set_state(record, "running")
+        started = record.run.started or time.time()
+        left = self.settings.run_timeout - (time.time() - started)
+        job = AgentJob(
+            session_id=record.session_id,
+            volume_name=record.volume_name,
+            experiment_context=record.experiment_context.value,
+            log_url="",  # the agent has had its log URL since it started
+            log_token=record.log_token,
+            agent=self.settings.agent,
+            timeout=max(left, 1.0),
+        )
+        self.session(record.session_id)  # its feed, with the history from the archive
+        self._track(record.session_id, self._run(record, job, call_id=call_id))
+
+    async def _run(self, record: SessionRecord, job: AgentJob, call_id: str | None = None) -> None:
+        assert record.run is not None
         try:
-            result = await self.launcher.run(job)
+            if call_id is None:
+                await self.uploads.wait_published(record.session_id)
+                failed = self.uploads.unfinished(record.session_id)
+                if failed:
+                    names = ", ".join(u.relative_path for u in failed[:3])
+                    raise AgentFailure(
+                        f"The run did not start: {len(failed)} file(s) could not be stored "
+                        f"in the session's volume ({names})."
+                    )
+                await self._fold_uploads(record)
+
+                record.run.state = "running"
+                record.run.started = time.time()
+                self._set_state(record, "running")
+            if isinstance(self.launcher, DetachedLauncher):
+                if call_id is None:
+                    call_id = await self.launcher.start(job)
+                    record.run.call_id = call_id
+                    self.sessions.save(record)
+                    await self.volumes.checkpoint()  # a crash from here on re-attaches
+                result = await self.launcher.wait(job, call_id)
+            else:
+                result = await self.launcher.run(job)
         except AgentFailure as exc:
             self._finish(record, "failed", str(exc))
             return
         except asyncio.CancelledError:
-            self._finish(record, "failed", "The run was stopped because the server shut down.")
-            raise
+            if not (self._stopping and record.run.call_id):
+                self._finish(record, "failed", "The run was stopped because the server shut down.")
+            raise  # a detached run goes on; the next container re-attaches to it
         except Exception as exc:  # a launcher bug or a cloud error: still a readable failure
             logger.exception("agent launcher failed")
             self._finish(
@@ -334,6 +441,15 @@ class Workspace:
         record.summary = summary
         self.hub.publish(record.session_id, "result", {"artifacts": artifacts, "summary": summary})
         self._finish(record, "succeeded", None)
+
+    async def _fold_uploads(self, record: SessionRecord) -> None:
+        """The run starts, the session takes no more files: keep the file list in the
+        session record and remove the session's upload records from the staging area
+        (Modal volumes cap their inodes; nothing there is needed any more)."""
+        record.files = [u.listing() for u in self.uploads.records(record.session_id)]
+        self.sessions.save(record)
+        self.uploads.forget_session(record.session_id)
+        await self.volumes.checkpoint()
 
     def _finish(self, record: SessionRecord, state: str, error: str | None) -> None:
         assert record.run is not None

@@ -1,8 +1,10 @@
 """Running the agent on Modal: the same ``AgentLauncher`` interface as the local launcher.
 
-Web side (:class:`ModalAgentLauncher`): spawn the ``run_agent_remotely`` Modal Function
-with the session's volume mounted at :data:`AGENT_MOUNT` (``with_options(volumes=...)``),
-await the call with the job's timeout, and turn the outcome into a result or one readable
+Web side (:class:`ModalAgentLauncher`, a ``DetachedLauncher``): spawn the
+``run_agent_remotely`` Modal Function with the session's volume mounted at
+:data:`AGENT_MOUNT` (``with_options(volumes=...)``), hand back the call's id to be stored
+with the session, await the call (re-attached with ``FunctionCall.from_id`` after a
+restart) for the time the job has left, and turn the outcome into a result or one readable
 :class:`~dashboard.runner.AgentFailure` sentence. Every Modal call uses ``.aio``.
 
 Agent side (:func:`run_agent_job`): the body of ``run_agent_remotely``. It runs the very
@@ -49,6 +51,9 @@ class _Cancel(Protocol):
 
 class FunctionCallLike(Protocol):
     @property
+    def object_id(self) -> str: ...
+
+    @property
     def get(self) -> _Get: ...
 
     @property
@@ -80,8 +85,25 @@ def default_volume_handle(name: str) -> Any:
     return modal.Volume.from_name(name)
 
 
+FunctionCallFactory = Callable[[str], FunctionCallLike]
+
+
+def default_function_call(call_id: str) -> FunctionCallLike:
+    """``modal.FunctionCall.from_id(call_id)``: a lazy handle, hydrated on first use."""
+    import modal
+
+    return modal.FunctionCall.from_id(call_id)
+
+
 class ModalAgentLauncher:
-    """Spawns the agent Function on the session's volume and awaits its outcome."""
+    """Spawns the agent Function on the session's volume and awaits its outcome.
+
+    A run is a ``modal.FunctionCall`` that outlives the web container: ``start`` returns
+    its ``object_id``, which the workspace stores with the session, and ``wait`` collects
+    its outcome, also from the next container (``FunctionCall.from_id``). Cancelling
+    ``wait`` (the container stops: a redeploy, a scale-in, a preemption) leaves the remote
+    run alone; only the web side's own timeout cancels it.
+    """
 
     def __init__(
         self,
@@ -89,12 +111,15 @@ class ModalAgentLauncher:
         volume_factory: VolumeHandleFactory | None = None,
         *,
         mount_path: str = AGENT_MOUNT,
+        function_call: FunctionCallFactory | None = None,
     ) -> None:
         self._function = function
         self._volume_factory = volume_factory or default_volume_handle
         self._mount = mount_path
+        self._function_call = function_call or default_function_call
+        self._calls: dict[str, FunctionCallLike] = {}
 
-    async def run(self, job: AgentJob) -> dict[str, Any]:
+    async def start(self, job: AgentJob) -> str:
         try:
             configured = self._function.with_options(
                 volumes={self._mount: self._volume_factory(job.volume_name)},
@@ -112,13 +137,23 @@ class ModalAgentLauncher:
             raise AgentFailure(
                 f"The agent could not be started on Modal: {describe_exception(exc)}."
             ) from exc
+        call_id = str(call.object_id)
+        self._calls[call_id] = call
+        return call_id
 
+    async def wait(self, job: AgentJob, handle: str) -> dict[str, Any]:
+        call = self._calls.pop(handle, None)
+        if call is None:  # a run started by an earlier container
+            try:
+                call = self._function_call(handle)
+            except Exception as exc:
+                raise AgentFailure(
+                    f"The agent's run could not be found on Modal: {describe_exception(exc)}."
+                ) from exc
+        timeout = max(job.timeout, 0.0)
         try:
-            async with asyncio.timeout(job.timeout + REMOTE_TIMEOUT_GRACE_S):
-                outcome = await call.get.aio(timeout=job.timeout)
-        except asyncio.CancelledError:
-            await _cancel(call)
-            raise
+            async with asyncio.timeout(timeout + REMOTE_TIMEOUT_GRACE_S):
+                outcome = await call.get.aio(timeout=timeout)
         except OutputExpiredError:
             raise AgentFailure(
                 "The agent's result expired on Modal before the dashboard collected it."
@@ -126,9 +161,14 @@ class ModalAgentLauncher:
         except (ModalTimeoutError, TimeoutError):  # includes FunctionTimeoutError
             await _cancel(call)
             raise AgentFailure(f"The agent {format_timeout(job.timeout)}.") from None
+        except asyncio.CancelledError:
+            raise  # the web container stops; the run goes on and is re-attached later
         except Exception as exc:  # the remote call raised: its type and message, no traceback
             raise AgentFailure(f"The agent raised {describe_exception(exc)}.") from None
         return _result(outcome)
+
+    async def run(self, job: AgentJob) -> dict[str, Any]:
+        return await self.wait(job, await self.start(job))
 
 
 async def _cancel(call: FunctionCallLike) -> None:

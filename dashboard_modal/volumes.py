@@ -5,9 +5,12 @@ The web container never mounts these volumes: it writes to them with ``batch_upl
 which stores the files and commits them in one server-side step, so a volume changes
 exactly at two checkpoints: the context is written (``create``) and a file is complete
 (``publish``). Partial uploads never reach a session volume; they live in the staging
-area (the staging volume mounted in the web function, named by ``staging_volume``), and
-the store commits that staging volume at the same two checkpoints, never per chunk
-(Modal also commits it in the background and when the container stops).
+area (the staging volume mounted in the web function, named by ``staging_volume``), which
+``checkpoint()`` commits: when a session is created, once an upload is marked done after
+its publish, when a run starts, and after the event histories are flushed (about once a
+second while events flow), never per chunk (Modal also commits it in the background and
+when the container stops). ``holds()`` reads a stored file back to compare its size and
+sha256, which makes a publish interrupted by a crash completable.
 
 Layout, as locally: ``context.json``, ``data/<relative path>``, ``results/``. A Modal
 Volume has no empty directories (``batch_upload`` carries files only), so ``data/`` and
@@ -26,6 +29,7 @@ Every Modal call goes through the ``.aio`` interface: the event loop is never bl
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import logging
@@ -134,6 +138,7 @@ class ModalVolumeStore:
         # data/ paths known to exist per session: the web container is the only writer
         self._published: dict[str, set[str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._commit_lock = asyncio.Lock()
 
     def volume(self, session_id: str) -> VolumeLike:
         handle = self._volumes.get(session_id)
@@ -154,10 +159,15 @@ class ModalVolumeStore:
             return
         if self._staging is None:
             self._staging = self._factory(self._staging_name)
-        try:
-            await self._staging.commit.aio()
-        except Exception:  # the background commit catches up; never fail the request for it
-            logger.warning("committing the staging volume failed", exc_info=True)
+        async with self._commit_lock:  # one commit at a time; a waiting one covers the rest
+            try:
+                await self._staging.commit.aio()
+            except Exception:  # the background commit catches up; never fail a request for it
+                logger.warning("committing the staging volume failed", exc_info=True)
+
+    async def checkpoint(self) -> None:
+        """Commit the staging volume (mounted as the data dir) so a crash keeps what is in it."""
+        await self._commit_staging()
 
     # -- VolumeStore -------------------------------------------------------------------
     async def create(self, session_id: str, context: dict[str, Any]) -> None:
@@ -181,8 +191,20 @@ class ModalVolumeStore:
                 known.add(remote)
                 raise Conflict(f"A file named {clean!r} is already in this session.") from exc
             known.add(remote)
+        # the staging commit comes from the caller once the upload is marked done
+        # (VolumeStore.checkpoint): the removal and done=True are then committed together
         await asyncio.to_thread(staged.unlink, missing_ok=True)
-        await self._commit_staging()
+
+    async def holds(self, session_id: str, relative: str, size: int, sha256: str) -> bool:
+        remote = f"{DATA_DIR}/{clean_relative_path(relative)}"
+        entries = await self._list(session_id, remote, recursive=False)
+        entry = next((e for e in entries if _path(e) == remote and e.type == FILE_TYPE), None)
+        if entry is None or getattr(entry, "size", size) != size:
+            return False
+        digest = hashlib.sha256()
+        async for block in self.volume(session_id).read_file.aio(remote):
+            digest.update(block)
+        return digest.hexdigest() == sha256
 
     async def has_file(self, session_id: str, relative: str) -> bool:
         remote = f"{DATA_DIR}/{clean_relative_path(relative)}"

@@ -5,6 +5,7 @@ import { FriendlyError, getJson, postJson } from "./http.js";
 import { SessionFeed } from "./feed.js";
 import { forgetSession, loadSession, saveSession } from "./resume.js";
 import { FileBoard } from "./file_list.js";
+import { waitUntilStored } from "./stored.js";
 import { fetchUploadLimit, oversizeMessage, uploadSelection } from "./upload_queue.js";
 import { LogConsole, formatBytes, setBadge, show, showMessage } from "./ui.js";
 import { ResultPanel } from "./results.js";
@@ -291,6 +292,8 @@ async function selectionFits() {
 
 async function startRun(session) {
   try {
+    // POST /run is 409 while a file is still being stored in the volume
+    await waitUntilStored(() => getJson(sessionUrl(session.session_id)));
     await postJson(session.links.run);
   } catch (error) {
     // A run that already exists (e.g. started before a reload) is simply followed.

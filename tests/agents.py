@@ -70,3 +70,19 @@ def tabulates(volume_path: str, experiment_context: Any, log: Any) -> dict[str, 
     results.mkdir(exist_ok=True)
     (results / "summary.json").write_text(json.dumps(summary))
     return {"artifacts": ["results/summary.json"], "summary": summary}
+
+
+def gated(volume_path: str, experiment_context: Any, log: Any) -> dict[str, Any]:
+    """Logs 'before the gate', waits (60 s at most) for the file the context's 'gate'
+    names, logs 'after the gate' and succeeds: a run that outlives a web container."""
+    gate = Path(experiment_context["gate"])
+    log.info("before the gate")
+    log.flush()
+    deadline = time.monotonic() + 60
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate never opened")
+        time.sleep(0.02)
+    log.info("after the gate")
+    log.flush()
+    return {"artifacts": [], "summary": {"gated": True}}

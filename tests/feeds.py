@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,23 @@ def tus_upload(base: str, sid: str, relative: str, data: bytes, chunk: int = 1 <
             offset = int(r.headers["Upload-Offset"])
             if not data:
                 break
+    wait_stored(base, sid)
     return url
+
+
+def wait_stored(base: str, sid: str, within: float = 30.0) -> dict[str, Any]:
+    """Until every complete file of the session is stored in its volume (``done``): the
+    server publishes a file in the background after acknowledging its last PATCH."""
+    deadline = time.monotonic() + within
+    while True:
+        view: dict[str, Any] = httpx.get(f"{base}/api/sessions/{sid}", timeout=10).json()
+        pending = [
+            f for f in view.get("files", []) if not f["done"] and f["offset"] == f["length"]
+        ]
+        if not pending:
+            return view
+        assert time.monotonic() < deadline, f"not stored within {within} s: {pending}"
+        time.sleep(0.02)
 
 
 def start_run(base: str, sid: str) -> None:

@@ -118,4 +118,52 @@ async def test_ended_sessions_move_to_the_archive_and_replay_the_same(tmp_path) 
     restarted.register_session(sid)
     assert restarted.adopt_archive(sid) and restarted.is_terminal(sid)
     assert [e.encoded for e in await restarted.subscribe_session(sid).next_batch()] == before
-    assert not restarted.adopt_archive(live)
+    # the running session's history was written as it happened (flush_history): it too
+    # is replayed after a restart, and it has not ended
+    assert restarted.adopt_archive(live) and not restarted.is_terminal(live)
+    (running,) = await restarted.subscribe_session(live).next_batch()
+    assert json.loads(running.encoded)["data"] == {"state": "running"}
+
+
+async def test_history_is_appended_as_it_happens_and_a_torn_line_is_skipped(tmp_path) -> None:
+    from dashboard.event_archive import EventArchive
+
+    archive = EventArchive(tmp_path)
+    hub = EventHub(history=3, archive=archive)
+    sid = "c" * 32
+    hub.publish(sid, "status", {"state": "running"})
+    assert not archive.has(sid), "nothing is written until the flush"
+    assert hub.flush_history() == 1
+    assert hub.flush_history() == 0, "each event is written once"
+    for i in range(4):
+        hub.publish(sid, "log", {"level": "info", "message": str(i)})
+    assert hub.flush_history() == 4
+    path = tmp_path / f"{sid}.jsonl"
+    with open(path, "a") as fh:
+        fh.write('{"seq": 99, "sess')  # a crash in the middle of an append
+    restarted = EventHub(history=3, seq_start=1000, archive=EventArchive(tmp_path))
+    restarted.register_session(sid)
+    assert restarted.adopt_archive(sid)
+    replay = await restarted.subscribe_session(sid).next_batch()
+    assert [json.loads(e.encoded)["data"].get("message") for e in replay] == [
+        None,
+        "0",
+        "1",
+        "2",
+        "3",
+    ]
+    restarted.publish(sid, "log", {"level": "info", "message": "after"})
+    restarted.flush_history()
+    # in memory, the restored history is bounded by HISTORY again; a stale position resets
+    assert [e.seq for e in restarted._feeds[sid].history][-1] > 1000
+    assert len(restarted._feeds[sid].history) == 3
+    items = await restarted.subscribe_session(sid, since=1).next_batch()
+    assert isinstance(items[0], Reset)
+    again = EventHub(history=10, seq_start=2000, archive=EventArchive(tmp_path))
+    again.register_session(sid)
+    assert again.adopt_archive(sid)
+    messages = [
+        json.loads(e.encoded)["data"].get("message")
+        for e in await again.subscribe_session(sid).next_batch()
+    ]
+    assert messages == [None, "0", "1", "2", "3", "after"]

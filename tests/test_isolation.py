@@ -34,7 +34,15 @@ from dashboard.config import Settings
 from dashboard.hub import Event
 from dashboard.sessions import new_session_id
 from dashboard.workspace import Workspace
-from tests.feeds import TUS, create_session, metadata, read_sse, tus_create, tus_upload
+from tests.feeds import (
+    TUS,
+    create_session,
+    metadata,
+    read_sse,
+    tus_create,
+    tus_upload,
+    wait_stored,
+)
 from tests.servers import LiveServer
 
 # the server's own folders, outside volumes (events/: archived histories of ended sessions)
@@ -190,6 +198,7 @@ def test_legacy_filenames_never_escape_the_session_volume(live: LiveServer, raw:
         return
     sid = r.json()["session_id"]
     assert_only_allowed(new, sid)
+    wait_stored(live.url, sid)  # the form's files are published in the background
     data = live.data_dir / "volumes" / f"dataset-volume-{sid}" / "data"
     assert read_inside(data, expected_place(raw)) == content
 
@@ -218,6 +227,7 @@ def test_tus_relative_paths_never_escape_the_session_volume(live: LiveServer, ra
         assert snapshot(data) == set(), "a refused path wrote into the volume"
         return
     assert int(r.headers["Upload-Offset"]) == len(content)
+    wait_stored(live.url, sid)  # a complete file is published in the background
     assert read_inside(data, expected_place(raw)) == content
 
 

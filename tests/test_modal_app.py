@@ -18,6 +18,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +28,18 @@ import httpx
 import pytest
 import uvicorn
 from modal._functions import _Function
-from modal.exception import DeprecationError, FunctionTimeoutError, OutputExpiredError
+from modal.exception import (
+    DeprecationError,
+    FunctionTimeoutError,
+    NotFoundError,
+    OutputExpiredError,
+)
 from modal.exception import TimeoutError as ModalTimeoutError
 from websockets.sync.client import connect as ws_connect
 
 import modal_app
 from dashboard.runner import AgentFailure, AgentJob
+from dashboard.workspace import HISTORY_FLUSH_S
 from dashboard_modal import ModalAgentLauncher
 from tests.feeds import tus_upload
 from tests.test_volume_store_contract import FakeModalVolumes, FakeVolume
@@ -87,6 +94,7 @@ def test_web_function_is_one_warm_concurrent_container(
     assert web["max_containers"] == 1
     assert web["max_concurrent_inputs"] >= 100
     assert web["timeout"] >= 600
+    assert web["nonpreemptible"] is True, "a preemption would drop every feed and upload"
     assert web["scaledown_window"] is not None
     assert web["webhook_config"] is not None, "an ASGI web function"
     assert modal_app.STAGING_MOUNT in web["volumes"]
@@ -221,6 +229,7 @@ class FakeCall:
 
     def __init__(self, future: concurrent.futures.Future[Any]) -> None:
         self._future = future
+        self.object_id = f"fc-{uuid.uuid4().hex[:24]}"
         self.cancelled = False
         self.get = _Aio(self._get)
         self.cancel = _Aio(self._cancel)
@@ -252,6 +261,7 @@ class FakeAgentFunction:
         self.options: list[dict[str, Any]] = []
         self.calls: list[FakeCall] = []
         self.spawned: list[dict[str, Any]] = []
+        self.looked_up: list[str] = []
 
     def with_options(self, **options: Any) -> Any:
         self.options.append(options)
@@ -268,6 +278,14 @@ class FakeAgentFunction:
         call = FakeCall(self._pool.submit(self._body, volume, kwargs))
         self.calls.append(call)
         return call
+
+    def from_id(self, call_id: str) -> FakeCall:
+        """``modal.FunctionCall.from_id``: a handle on a call spawned earlier (lazy)."""
+        self.looked_up.append(call_id)
+        for call in self.calls:
+            if call.object_id == call_id:
+                return call
+        raise NotFoundError(f"no function call {call_id!r}")
 
 
 def real_body(function: Any) -> Callable[[FakeVolume, dict[str, Any]], Any]:
@@ -295,7 +313,8 @@ def make_job(tmp: Path, timeout: float = 30.0, agent: str = "x:y") -> AgentJob:
 def _launcher(tmp_path: Path, body: Callable[[FakeVolume, dict[str, Any]], Any]) -> Any:
     fake_volumes = FakeModalVolumes(tmp_path)
     function = FakeAgentFunction(body)
-    return ModalAgentLauncher(function, fake_volumes), function, fake_volumes
+    launcher = ModalAgentLauncher(function, fake_volumes, function_call=function.from_id)
+    return launcher, function, fake_volumes
 
 
 @pytest.mark.anyio
@@ -356,19 +375,35 @@ async def test_launcher_timeout_cancels_the_remote_call(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_launcher_cancellation_cancels_the_remote_call(tmp_path: Path) -> None:
+async def test_launcher_cancellation_leaves_the_remote_call_running(tmp_path: Path) -> None:
+    """Cancelling the wait is what a stopping web container does: the run goes on, and a
+    later ``wait`` on its id (another container, ``FunctionCall.from_id``) collects it."""
     release = threading.Event()
-    launcher, function, _ = _launcher(tmp_path, lambda v, kw: release.wait(10))
+    launcher, function, volumes = _launcher(
+        tmp_path, lambda v, kw: release.wait(10) and {"ok": True, "result": {"summary": {}}}
+    )
     try:
-        task = asyncio.ensure_future(launcher.run(make_job(tmp_path)))
-        while not function.calls:
-            await asyncio.sleep(0.01)
+        job = make_job(tmp_path)
+        call_id = await launcher.start(job)
+        task = asyncio.ensure_future(launcher.wait(job, call_id))
+        await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert function.calls[0].cancelled
+        assert not function.calls[0].cancelled
+        later = ModalAgentLauncher(function, volumes, function_call=function.from_id)
+        release.set()
+        assert await later.wait(job, call_id) == {"summary": {}}
+        assert function.looked_up == [call_id]
     finally:
         release.set()
+
+
+@pytest.mark.anyio
+async def test_launcher_reattaching_to_an_unknown_call_is_readable(tmp_path: Path) -> None:
+    launcher, _, _ = _launcher(tmp_path, lambda v, kw: {"ok": True})
+    with pytest.raises(AgentFailure, match="could not be found on Modal: NotFoundError"):
+        await launcher.wait(make_job(tmp_path), "fc-gone")
 
 
 @pytest.mark.anyio
@@ -458,6 +493,7 @@ def modal_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     function = FakeAgentFunction(real_body(modal_app.run_agent_remotely))
     monkeypatch.setattr(modal_app, "volume_by_name", volumes)
     monkeypatch.setattr(modal_app, "run_agent_remotely", function)
+    monkeypatch.setattr(modal_app, "function_call_by_id", function.from_id)
     with warnings.catch_warnings():
         # Function.local() notes that the staging volume is not mounted in this process
         warnings.filterwarnings("ignore", message=".*will not have access to the mounted Volume")
@@ -493,14 +529,18 @@ def test_modal_built_app_full_upload_and_run(modal_web: dict[str, Any]) -> None:
         stored = json.loads((volume.root / "context.json").read_text())
         assert "Resting heart rate" in json.dumps(stored)
 
-        # two PATCHes, as a resumable client sends them
+        # twenty PATCHes, as a resumable client sends them
+        staging = volumes(modal_app.STAGING_VOLUME)
+        commits_before, upload_started = staging.commits, time.monotonic()
         tus_upload(
             f"http://127.0.0.1:{server.port}",
             sid,
             "night/vitals.csv",
             csv,
-            chunk=(len(csv) + 1) // 2,
+            chunk=(len(csv) + 19) // 20,
         )
+        upload_commits = staging.commits - commits_before
+        upload_s = time.monotonic() - upload_started
         assert (volume.root / "data" / "night" / "vitals.csv").read_bytes() == csv
 
         with ws_connect(f"ws://127.0.0.1:{server.port}/api/sessions/{sid}/ws?since=0") as ws:
@@ -530,5 +570,6 @@ def test_modal_built_app_full_upload_and_run(modal_web: dict[str, Any]) -> None:
     (spawned,) = function.spawned
     assert spawned["log_url"] == f"{server.url}/log"  # the request's base URL, not a constant
     assert volume.commits == 1  # the agent's results, committed once
-    staging = volumes(modal_app.STAGING_VOLUME)
-    assert staging.commits == 2  # context written, file complete; never per chunk
+    # never per chunk: the file complete, plus the event history's flushes (at most one a
+    # second, workspace.HISTORY_FLUSH_S)
+    assert 1 <= upload_commits <= 2 + upload_s / HISTORY_FLUSH_S, (upload_commits, upload_s)

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import websockets
 
-from tests.feeds import create_session, tus_create, tus_upload
+from tests.feeds import create_session, tus_create, tus_upload, wait_stored
 from tests.servers import LiveServer
 
 MIB = 1024 * 1024
@@ -333,6 +333,7 @@ def test_uploads_leave_no_descriptor_open(server: LiveServer) -> None:
     legacy = r.json()["session_id"]
     stored_files = [(sid, "deep/big.bin"), (legacy, "legacy/0.bin"), (legacy, "legacy/1.bin")]
     for session, name in stored_files:
+        wait_stored(server.url, session)  # published in the background
         stored = server.data_dir / "volumes" / f"dataset-volume-{session}" / "data" / name
         assert stored.read_bytes() == payload
     wait_until(

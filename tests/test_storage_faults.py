@@ -22,7 +22,7 @@ import pytest
 from api.app import create_app
 from dashboard.config import Settings
 from dashboard.uploads import FileWriter
-from tests.feeds import TUS, create_session, tus_create
+from tests.feeds import TUS, create_session, tus_create, wait_stored
 from tests.servers import InProcessServer
 
 OCTET = {"Content-Type": "application/offset+octet-stream"}
@@ -98,6 +98,12 @@ def head_offset(url: str) -> int:
 
 
 def data_files(server: InProcessServer, sid: str) -> list[Path]:
+    wait_stored(server.url, sid)  # a complete file is published in the background
+    return volume_files(server, sid)
+
+
+def volume_files(server: InProcessServer, sid: str) -> list[Path]:
+    """What the session's volume holds right now (no waiting)."""
     data = server.data_dir / "volumes" / f"dataset-volume-{sid}" / "data"
     return [p for p in data.rglob("*") if p.is_file()]
 
@@ -168,7 +174,7 @@ def test_the_complete_file_is_flushed_once_before_it_is_published(faulty) -> Non
     sid = create_session(server.url)
     url = server.url + tus_create(server.url, sid, "once.bin", len(PAYLOAD)).headers["Location"]
     seen: list[tuple[int, list[Path]]] = []
-    writer.on_fsync = lambda fd: seen.append((os.fstat(fd).st_size, data_files(server, sid)))
+    writer.on_fsync = lambda fd: seen.append((os.fstat(fd).st_size, volume_files(server, sid)))
     thirds = [PAYLOAD[:400_000], PAYLOAD[400_000:800_000], PAYLOAD[800_000:]]
     offset = 0
     for piece in thirds[:2]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.feeds import TUS, create_session, metadata, tus_create
+from tests.feeds import TUS, create_session, metadata, tus_create, wait_stored
 
 OCTET = {"Content-Type": "application/offset+octet-stream"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,7 @@ def new_upload(server, sid: str, rel: str, length: int) -> str:
 
 
 def data_dir(server, sid: str) -> Path:
+    wait_stored(server.url, sid)  # a complete file is published in the background
     return server.data_dir / "volumes" / f"dataset-volume-{sid}" / "data"
 
 
@@ -250,6 +251,7 @@ def test_run_refused_while_an_upload_is_unfinished(shared_server) -> None:
     r = httpx.post(f"{server.url}/api/sessions/{sid}/run")
     assert is_problem(r, 409) and "u.bin" in r.json()["detail"]
     patch(url, b"34", 2)
+    wait_stored(server.url, sid)  # until then the run is 409 too ("still being stored")
     assert httpx.post(f"{server.url}/api/sessions/{sid}/run").status_code == 202
     assert is_problem(httpx.post(f"{server.url}/api/sessions/{sid}/run"), 409)
     assert is_problem(tus_create(server.url, sid, "late.bin", 1), 409)

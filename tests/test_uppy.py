@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason
-from tests.feeds import create_session
+from tests.feeds import create_session, wait_stored
 from tests.servers import LiveServer
 
 JS = Path(__file__).resolve().parent / "js"
@@ -97,6 +97,7 @@ def test_uppy_stores_two_files_picked_without_a_folder(
     assert result["failed"] == [], result
     assert result["successful"] == sorted(picked)
     assert result["sentMeta"] == ["null", "null"], "Uppy sent relativePath null for both"
+    wait_stored(server.url, sid)  # complete files are published in the background
     data = server.data_dir / "volumes" / f"dataset-volume-{sid}" / "data"
     stored = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.iterdir()}
     assert stored == {name: hashlib.sha256(d).hexdigest() for name, d in picked.items()}

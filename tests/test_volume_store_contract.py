@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -373,6 +374,23 @@ async def test_duplicate_publish_is_a_conflict(backend: Backend, tmp_path: Path)
 
 
 @pytest.mark.anyio
+async def test_holds_compares_size_and_sha256_of_the_stored_file(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """What makes a publish idempotent after a crash: same bytes, not just the same name."""
+    sid = new_session()
+    await backend.store.create(sid, CONTEXT)
+    payload = os.urandom(50_000)
+    await backend.store.publish(sid, "n/x.bin", staged_file(tmp_path, payload))
+    digest = hashlib.sha256(payload).hexdigest()
+    assert await backend.store.holds(sid, "n/x.bin", len(payload), digest)
+    other = hashlib.sha256(payload[:-1] + b"!").hexdigest()
+    assert not await backend.store.holds(sid, "n/x.bin", len(payload), other)
+    assert not await backend.store.holds(sid, "n/x.bin", len(payload) + 1, digest)
+    assert not await backend.store.holds(sid, "n/missing.bin", len(payload), digest)
+
+
+@pytest.mark.anyio
 async def test_duplicate_publish_after_restart_is_a_conflict(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -488,7 +506,11 @@ async def test_modal_store_commits_only_at_checkpoints(tmp_path: Path) -> None:
     for i in range(3):
         await store.publish(sid, f"f{i}.csv", staged_file(tmp_path, b"x" * (i + 1)))
     assert session_volume.uploads == 4  # one batch per complete file
-    assert staging.commits == 4
+    # the staging commit after a publish is the caller's (UploadManager, once the upload
+    # is marked done): removal of the staged file and done=True are committed together
+    assert staging.commits == 1
+    await store.checkpoint()
+    assert staging.commits == 2
     assert session_volume.commits == 0  # never mounted here: batch_upload is the commit
 
 

@@ -67,7 +67,7 @@ async def legacy_upload(
             form.fields.get("experiment_context"), client_id(request), parse_json_text=True
         )
         await workspace.add_legacy_files(record, [(f.relative, f.path, f.size) for f in form.files])
-        workspace.start_run(record.session_id, public_url)
+        workspace.start_run(record.session_id, public_url, after_publishing=True)
     finally:
         await reader.aclose()
         shutil.rmtree(staging, ignore_errors=True)

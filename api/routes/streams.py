@@ -11,6 +11,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import HTTPConnection
 
 from api.deps import WorkspaceDep, client_id
+from api.heartbeats import HEARTBEAT_FRAME, Heartbeats
 from api.send_deadline import SendDeadlines
 from api.sse import END_EVENT, FrameCache
 from api.transports import FeedResponse, abort_connection
@@ -20,9 +21,10 @@ from dashboard.workspace import Workspace
 
 router = APIRouter(tags=["streams"])
 
-HEARTBEAT_S = 15  # SSE comment heartbeat; DESIGN: at least every 15 s
+HEARTBEAT_S = 15  # SSE comment / WebSocket "[]" heartbeat; DESIGN: at least every 15 s
 COALESCE_S = 0.002  # a woken viewer waits this long, so a burst goes out as one frame
 SEND_DEADLINE_S = 10.0  # a client whose sends block longer is cut off
+CLOSE_WAIT_S = 1.0  # how long a cut-off viewer's close frame may take to go out
 WS_CLOSE_NORMAL = 1000
 WS_CLOSE_POLICY = 1008
 WS_CLOSE_TRY_AGAIN = 1013
@@ -123,6 +125,7 @@ async def _pump_ws(
     """Send batches until the session ends, the client leaves, or it falls too far behind."""
     frames: FrameCache = websocket.app.state.frames
     deadlines: SendDeadlines = websocket.app.state.send_deadlines
+    heartbeats: Heartbeats = websocket.app.state.heartbeats
     me = asyncio.current_task()
     assert me is not None
 
@@ -136,6 +139,7 @@ async def _pump_ws(
 
     watcher = asyncio.create_task(watch_disconnect())
     code = WS_CLOSE_NORMAL
+    heartbeats.sent(sub)  # the accept counts: the first heartbeat is due 15 s from now
     try:
         while True:
             if _finished(hub, session_id, sub):
@@ -146,29 +150,33 @@ async def _pump_ws(
             if sub.overflowed:
                 code = WS_CLOSE_TRY_AGAIN
                 break
-            if batch:
-                deadlines.begin(me)  # no timer per frame: api/send_deadline.py
-                try:
-                    await websocket.send_text(frames.ws(batch, session_id))
-                except asyncio.CancelledError:
-                    if not deadlines.expired(me):
-                        raise
-                    me.uncancel()
-                    code = WS_CLOSE_POLICY
-                    break
-                except (WebSocketDisconnect, RuntimeError, OSError):
-                    return
-                finally:
-                    deadlines.end(me)
-        if code == WS_CLOSE_POLICY:
-            abort_connection(websocket.scope)  # its sends block: a close frame cannot go out
-        else:
+            # nothing after a wait: the heartbeat ticker woke us (api/heartbeats.py)
+            frame = frames.ws(batch, session_id) if batch else HEARTBEAT_FRAME
+            deadlines.begin(me)  # no timer per frame: api/send_deadline.py
+            try:
+                await websocket.send_text(frame)
+                heartbeats.sent(sub)
+            except asyncio.CancelledError:
+                if not deadlines.expired(me):
+                    raise
+                me.uncancel()
+                code = WS_CLOSE_POLICY
+                break
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return
+            finally:
+                deadlines.end(me)
+        # a viewer whose sends block cannot take a close frame: reset its socket where the
+        # server lets us (uvicorn); elsewhere (Modal's ASGI runtime: no transport, the
+        # frames queue in Modal's proxy) queue the close, bounded, and end the input
+        if code != WS_CLOSE_POLICY or not abort_connection(websocket.scope):
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 try:
-                    await asyncio.wait_for(websocket.close(code), 1.0)
+                    await asyncio.wait_for(websocket.close(code), CLOSE_WAIT_S)
                 except TimeoutError:
                     abort_connection(websocket.scope)  # too slow a reader to take the close
     finally:
+        heartbeats.forget(sub)
         sub.close()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

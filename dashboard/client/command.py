@@ -37,6 +37,7 @@ from dashboard.client.limits import fetch_upload_limit, oversize_message
 from dashboard.client.output import Output, UploadProgress
 from dashboard.client.results import print_outcome
 from dashboard.client.state import StateEntry, StateStore, state_key
+from dashboard.client.stored import wait_until_stored
 from dashboard.client.upload import LocalFile, Uploader
 from dashboard.config import DEFAULT_CHUNK_SIZE
 from dashboard.context import ExperimentContext, validate_context
@@ -213,6 +214,7 @@ class UploadCommand:
             self.store.put(key, entry)
             out.line(f"session {sid} (volume {created.get('volume_name', '')})")
         self._upload_all(api, key, entry, files, view)
+        wait_until_stored(api, out, entry.session_id)  # POST /run is 409 until then
         response = api.request("POST", entry.links["run"])
         if response.status_code == 409:
             latest = api.session(entry.session_id)
