@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Locator, Page, Request, expect
 
 from tests.servers import LiveServer
@@ -35,6 +36,16 @@ def chromium_missing_reason() -> str | None:
         f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install chromium or "
         "`make browser-deps`); never `playwright install`."
     )
+
+
+def require_chromium() -> None:
+    """Called at the top of a browser test module: without Chromium the module is skipped,
+    except in CI, which must run the browser tests (the module fails there instead)."""
+    missing = chromium_missing_reason()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing, allow_module_level=True)
 
 
 def write_bytes(path: Path, size: int, seed: int = 0) -> bytes:

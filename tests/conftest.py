@@ -4,7 +4,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import LiveServer
 
 AGENTS = "tests.agents"
@@ -44,3 +46,12 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for live in started:
         live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, one per browser test module."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

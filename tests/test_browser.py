@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, WebSocketRoute, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, WebSocketRoute, expect
 
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     UI_TIMEOUT_MS,
     Dashboard,
     RequestLog,
-    chromium_missing_reason,
+    require_chromium,
     volume_file,
     write_bytes,
 )
 
-MISSING = chromium_missing_reason()
-if MISSING:
-    if os.environ.get("CI") == "true":
-        pytest.fail(MISSING, pytrace=False)  # CI must run the browser tests, not skip them
-    pytest.skip(MISSING, allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.browser
 
@@ -34,14 +27,6 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TABULATES = "tests.agents:tabulates"
 CONTEXT = "Growth curves of E. coli at 37 °C; columns od600 and time_min."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def new_page(browser: Browser, viewport: dict[str, int]) -> Page:

@@ -5,31 +5,24 @@ recent-sessions list."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RUN_TIMEOUT_MS,
     UI_TIMEOUT_MS,
     Dashboard,
-    chromium_missing_reason,
+    require_chromium,
 )
 from tests.result_agents import COLUMNS, FILES, FLAGGED, UNREADABLE
 from tests.servers import free_port
 
-MISSING = chromium_missing_reason()
-if MISSING:
-    if os.environ.get("CI") == "true":
-        pytest.fail(MISSING, pytrace=False)  # CI must run the browser tests, not skip them
-    pytest.skip(MISSING, allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.browser
 
@@ -37,14 +30,6 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 WIDE = "tests.result_agents:wide_profile"
 CONTEXT = "Dose-response pilot; dose_mg is the dose given to each subject."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

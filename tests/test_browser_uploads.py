@@ -5,31 +5,24 @@ exists, many small files one request each with several in flight, and a 2,000-fi
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect
 
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     UI_TIMEOUT_MS,
     Dashboard,
     RequestLog,
-    chromium_missing_reason,
+    require_chromium,
     volume_file,
     write_bytes,
 )
 
-MISSING = chromium_missing_reason()
-if MISSING:
-    if os.environ.get("CI") == "true":
-        pytest.fail(MISSING, pytrace=False)
-    pytest.skip(MISSING, allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.browser
 
@@ -37,14 +30,6 @@ KIB = 1024
 MIB = 1024 * KIB
 QUIET = "tests.agents:chatty"  # with "lines": 0 it only lists the files
 QUIET_CONTEXT = '{"description": "many small files", "lines": 0}'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

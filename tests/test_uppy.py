@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason
+from tests.browser_support import require_chromium
 from tests.feeds import create_session, wait_stored
 from tests.servers import LiveServer
 
@@ -28,7 +28,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Uppy</title>
 <script src="/__uppy__/bundle.js"></script></head>
 <body><input id="pick" type="file" multiple></body></html>"""
 
-pytestmark = pytest.mark.skipif(chromium_missing_reason() is not None, reason="needs Chromium")
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +53,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
         timeout=60,
     )
     return out.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

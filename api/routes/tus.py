@@ -79,17 +79,22 @@ def body_stream(request: Request) -> AsyncIterator[bytes]:
     return request.stream()
 
 
-@router.options("", status_code=204)
-async def discover(session: SessionDep, workspace: WorkspaceDep) -> Response:
+def discovery_response(uploads: UploadManager) -> Response:
+    """tus discovery (OPTIONS): the version, the extensions, the size limit, the checksums."""
     headers = tus_headers(
         **{
             "Tus-Version": tus.TUS_VERSION,
             "Tus-Extension": tus.TUS_EXTENSIONS,
-            "Tus-Max-Size": str(workspace.uploads.max_size),
+            "Tus-Max-Size": str(uploads.max_size),
             "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
         }
     )
     return Response(status_code=204, headers=headers)
+
+
+@router.options("", status_code=204)
+async def discover(session: SessionDep, workspace: WorkspaceDep) -> Response:
+    return discovery_response(workspace.uploads)
 
 
 PATCH_BODY = {

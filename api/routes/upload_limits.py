@@ -9,20 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import WorkspaceDep
-from api.routes.tus import tus_headers
-from dashboard import tus
+from api.routes.tus import discovery_response
 
 router = APIRouter(prefix="/api/sessions/files", tags=["uploads"])
 
 
 @router.options("", status_code=204)
 async def discover_limits(workspace: WorkspaceDep) -> Response:
-    headers = tus_headers(
-        **{
-            "Tus-Version": tus.TUS_VERSION,
-            "Tus-Extension": tus.TUS_EXTENSIONS,
-            "Tus-Max-Size": str(workspace.uploads.max_size),
-            "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
-        }
-    )
-    return Response(status_code=204, headers=headers)
+    return discovery_response(workspace.uploads)
